@@ -1,0 +1,155 @@
+#!/bin/bash
+#$ -N cpt-qwen3_32b
+#$ -S /bin/bash
+#$ -cwd
+#$ -l node_f=64
+#$ -l h_rt=24:00:00
+#$ -j y
+#$ -o runs/qwen3_32b/cpt/logs/$JOB_NAME.o$JOB_ID
+#$ -r y
+#$ -notify
+# The group goes on the command line (qsub -g tga-xxxxx), not into the script.
+#
+# cpt of run qwen3_32b on tsubame4: 64 node(s) x 4 GPU(s)
+# layout: world 256 = TP4 x PP1 x CP2 x DP32 | EP1 ETP4 | SP on | 8 micro-batches per step per DP rank
+# rendered by: swallow-train launch stage=cpt cluster=tsubame4 nodes=64 group=tga-xxxxx model=qwen3_32b run.name=qwen3_32b
+# submit with: qsub -terse -g tga-xxxxx runs/qwen3_32b/cpt/job.sge.sh
+# Re-render rather than edit: the job runs `python -m swallow_train cpt` with the same
+# overrides, so it composes exactly the recipe that was validated.
+set -uo pipefail
+JOB_ID=${JOB_ID:?not a Grid Engine job: submit with qsub}
+STAGE=cpt
+STAGE_DIR=runs/qwen3_32b/cpt
+SCRIPT=runs/qwen3_32b/cpt/job.sge.sh
+NNODES=64
+GPUS_PER_NODE=4
+MAX_REQUEUES=20
+WALLTIME=86400
+SAVE_MARGIN=900
+
+# (bash's own clock: no child process, so it is safe inside the signal traps below)
+say() { printf '[swallow-train %(%F %T)T] %s\n' -1 "$*"; }
+
+if [ -f "$STAGE_DIR/DONE" ]; then
+  say "$STAGE: $STAGE_DIR/DONE exists, the stage is finished; nothing to do"
+  exit 0
+fi
+mkdir -p "$STAGE_DIR/logs" || exit 1
+PROGRESS_FILE=runs/qwen3_32b/cpt/checkpoints/latest_checkpointed_iteration.txt
+if [ -f "$PROGRESS_FILE" ]; then
+  say "$STAGE: resuming from iteration $(cat "$PROGRESS_FILE")"
+fi
+
+# --- environment
+# shellcheck disable=SC1091
+if [ -f /etc/profile.d/modules.sh ]; then . /etc/profile.d/modules.sh; fi
+module load cuda/12.8.0 cudnn/9.8.0 nccl/2.26.2 openmpi/5.0.7-gcc || exit 1
+# shellcheck disable=SC1091
+. .venv/bin/activate || exit 1
+export CUDA_DEVICE_MAX_CONNECTIONS=1
+export PYTHONUNBUFFERED=1
+
+# --- nodes and rendezvous: the master is the first host the scheduler lists
+HOSTS=$(mktemp) || exit 1
+HOSTFILE=$(mktemp) || exit 1
+# shellcheck disable=SC2329  # called by the EXIT trap
+cleanup() { rm -f "$HOSTS" "$HOSTFILE"; }
+trap cleanup EXIT
+# $PE_HOSTFILE: "host slots queue processors", one line per host.
+awk '!seen[$1]++ {print $1}' "$PE_HOSTFILE" > "$HOSTS"
+if [ "$(wc -l < "$HOSTS")" -ne "$NNODES" ]; then
+  say "error: the job has $(wc -l < "$HOSTS") node(s) but was validated for $NNODES (nodes=)"
+  exit 1
+fi
+MASTER_ADDR=$(head -n 1 "$HOSTS")
+MASTER_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("", 0)); print(s.getsockname()[1])') || exit 1
+export MASTER_ADDR MASTER_PORT
+say "$STAGE: $NNODES node(s) x $GPUS_PER_NODE GPU(s), master $MASTER_ADDR:$MASTER_PORT, job $JOB_ID"
+
+# --- launch
+awk -v slots="$GPUS_PER_NODE" '{print $1 " slots=" slots}' "$HOSTS" > "$HOSTFILE"
+# Open MPI relays SIGUSR1 to every rank; the trainer checkpoints on it and exits.
+stop_launcher() { kill -s USR1 "$LAUNCHER_PID" 2> /dev/null; }
+LAUNCH=(
+  mpirun -np "$((NNODES * GPUS_PER_NODE))" --hostfile "$HOSTFILE"
+  --map-by "ppr:$GPUS_PER_NODE:node" --bind-to none
+  -x MASTER_ADDR -x MASTER_PORT -x PATH -x LD_LIBRARY_PATH -x PYTHONUNBUFFERED
+  -x CUDA_DEVICE_MAX_CONNECTIONS
+  python -m swallow_train cpt
+  cluster=tsubame4 cluster.nodes=64 cluster.group=tga-xxxxx model=qwen3_32b run.name=qwen3_32b
+)
+
+# --- run the launcher in the background and wait, so that the scheduler's warning (and this
+# job's own timer, SAVE_MARGIN seconds before the walltime) reach the trainer, which then
+# checkpoints and exits; the stage is then requeued and resumes from that checkpoint.
+STOP_REASON=
+LAUNCHER_PID=
+TIMER_PID=
+# shellcheck disable=SC2329  # called by the traps below
+request_stop() {
+  [ -z "$STOP_REASON" ] || return 0
+  STOP_REASON=$1
+  say "stop requested ($1): checkpoint and exit"
+  if [ -n "$LAUNCHER_PID" ]; then stop_launcher; fi
+}
+trap 'request_stop TERM' TERM
+trap 'request_stop INT' INT
+trap 'request_stop USR1' USR1
+trap 'request_stop USR2' USR2
+trap 'request_stop timer' ALRM
+
+"${LAUNCH[@]}" &
+LAUNCHER_PID=$!
+if [ -n "$STOP_REASON" ]; then stop_launcher; fi
+( trap 'kill "$SLEEPER" 2>/dev/null; exit 0' TERM
+  sleep "$((WALLTIME - SAVE_MARGIN))" & SLEEPER=$!
+  wait "$SLEEPER" && kill -s ALRM "$$" ) > /dev/null 2>&1 &
+TIMER_PID=$!
+RC=0
+while :; do
+  wait "$LAUNCHER_PID"
+  RC=$?
+  if ! kill -0 "$LAUNCHER_PID" 2> /dev/null; then
+    wait "$LAUNCHER_PID" 2> /dev/null
+    LAST=$?
+    if [ "$LAST" -ne 127 ]; then RC=$LAST; fi
+    break
+  fi
+done
+# (not waited for: it ends its sleep on TERM, and `wait` on it can hang in bash 5.2)
+if [ -n "$TIMER_PID" ]; then kill "$TIMER_PID" 2> /dev/null; fi
+say "$STAGE: launcher exited with status $RC"
+
+# --- finished, stopped for the walltime (requeue), or failed
+if [ -f "$STAGE_DIR/DONE" ]; then
+  say "$STAGE: finished ($STAGE_DIR/DONE)"
+  exit 0
+fi
+case "$STOP_REASON" in
+  timer | USR1 | USR2)
+    REQUEUES=$(wc -l 2> /dev/null < "$STAGE_DIR/requeues" || echo 0)
+    if [ "$REQUEUES" -ge "$MAX_REQUEUES" ]; then
+      say "error: $STAGE was requeued $REQUEUES times (cluster.max_requeues); not again"
+      exit 1
+    fi
+    NOW=$(cat "$PROGRESS_FILE" 2> /dev/null || echo none)
+    BEFORE=$(tail -n 1 "$STAGE_DIR/requeues" 2> /dev/null | awk '{print $2}')
+    if [ "$NOW" != unknown ] && [ "$NOW" = "$BEFORE" ]; then
+      say "error: no new checkpoint since the last requeue (iteration $NOW); not requeueing"
+      exit 1
+    fi
+    echo "$JOB_ID $NOW" >> "$STAGE_DIR/requeues"
+    # Exit status 99 makes Grid Engine reschedule this same job (same id: -hold_jid waits on).
+    say "requeueing job $JOB_ID (exit 99)"
+    exit 99
+    ;;
+  "")
+    say "error: $STAGE failed (status $RC) before it finished; see the log above"
+    if [ "$RC" -eq 0 ]; then exit 1; fi
+    exit "$RC"
+    ;;
+  *)
+    say "$STAGE stopped by SIG$STOP_REASON; run the script again to resume: $SCRIPT"
+    exit 1
+    ;;
+esac

@@ -1,0 +1,138 @@
+"""`swallow-train export`: a megatron torch_dist checkpoint on disk -> a Hugging Face directory,
+in one process, without the training job.
+
+    swallow-train export --checkpoint runs/tiny/cpt/checkpoints --model tiny_dense --out out/hf
+    swallow-train export --checkpoint runs/x/cpt/checkpoints --config runs/x/cpt/config.yaml \\
+        --iteration 2000 --out /data/x-cpt-2000 --tokenizer Qwen/Qwen3-8B
+    swallow-train export ... --dry-run     # resolve and print the plan, load nothing
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from pathlib import Path
+
+import yaml
+
+from swallow_train.convert.names import NameMap, Spec
+from swallow_train.convert.transforms import ConversionError
+from swallow_train.models.config import ModelConfig
+from swallow_train.tokenizer import TokenizerError
+
+DTYPES = ("bf16", "fp32")
+LATEST_FILE = "latest_checkpointed_iteration.txt"
+"""What megatron (and the training loop) write next to `iter_{step:07d}/`: the latest step."""
+
+
+def resolve_iteration_dir(ckpt_dir: str | os.PathLike[str], iteration: int | None = None) -> Path:
+    """`{root}/iter_{step:07d}` of the requested or latest step (`{root}/release` for
+    "release"); a directory that is itself a dist-checkpoint is returned as it is."""
+    root = Path(ckpt_dir)
+    if not root.is_dir():
+        raise ConversionError(f"checkpoint directory {root} does not exist")
+    if iteration is not None:
+        path = root / f"iter_{iteration:07d}"
+    elif (root / "metadata.json").is_file():
+        return root
+    elif (root / LATEST_FILE).is_file():
+        latest = (root / LATEST_FILE).read_text().strip()
+        if latest == "release":
+            path = root / "release"
+        elif latest.isdigit():
+            path = root / f"iter_{int(latest):07d}"
+        else:
+            raise ConversionError(f"{root / LATEST_FILE} holds {latest!r}, not a step number "
+                                  "or 'release'")
+    else:
+        raise ConversionError(f"{root} has no {LATEST_FILE} and is no dist-checkpoint directory: "
+                              "pass the checkpoints/ directory of a stage, or --iteration N")
+    if not (path / "metadata.json").is_file():
+        steps = sorted(p.name for p in root.glob("iter_*"))
+        raise ConversionError(f"{path} is not a torch_dist checkpoint (no metadata.json); "
+                              f"available: {', '.join(steps) or 'none'}")
+    return path
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="swallow-train export", description=__doc__.splitlines()[0])
+    p.add_argument("--checkpoint", required=True,
+                   help="checkpoints/ directory of a stage (with latest_checkpointed_iteration.txt)"
+                   " or one iter_NNNNNNN directory")
+    p.add_argument("--iteration", type=int, default=None, help="step to export (default: latest)")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", help="model preset of recipes/model/ (tiny_dense, qwen3_8b, ...)")
+    which.add_argument("--config", help="a stage's resolved config.yaml (its model: section)")
+    p.add_argument("--out", required=True, help="HF output directory (replaced atomically)")
+    p.add_argument("--tokenizer", default=None, help="tokenizer spec (default: model.tokenizer)")
+    p.add_argument("--dtype", choices=DTYPES, default="bf16", help="safetensors dtype")
+    p.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
+    return p
+
+
+def _model_from_mapping(data: object, where: str) -> ModelConfig:
+    if not isinstance(data, dict):
+        raise ConversionError(f"{where}: expected a mapping of model fields")
+    try:
+        model = ModelConfig(**data)
+    except TypeError as exc:
+        raise ConversionError(f"{where}: {exc} (fields of swallow_train.models.config."
+                              "ModelConfig)") from None
+    try:
+        model.validate()
+    except ValueError as exc:
+        raise ConversionError(f"{where}: {exc}") from None
+    return model
+
+
+def load_model_config(preset: str | None, config: str | None) -> ModelConfig:
+    """The model of a preset name (`recipes/model/{preset}.yaml`) or of a stage's config.yaml."""
+    if config is not None:
+        path = Path(config)
+        if not path.is_file():
+            raise ConversionError(f"--config {path}: no such file")
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict) or "model" not in data:
+            raise ConversionError(f"{path} has no model: section (pass a stage's config.yaml)")
+        return _model_from_mapping(data["model"], f"{path} (model:)")
+    from swallow_train.config import recipes_dir
+
+    directory = recipes_dir() / "model"
+    path = directory / f"{preset}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in directory.glob("*.yaml")))
+        raise ConversionError(f"--model {preset}: no preset {path} (known: {known})")
+    return _model_from_mapping(yaml.safe_load(path.read_text()), str(path))
+
+
+def plan(args: argparse.Namespace, model: ModelConfig) -> str:
+    iter_dir = resolve_iteration_dir(args.checkpoint, args.iteration)
+    tensors = NameMap(model, Spec.local).hf_shapes()
+    params = sum(math.prod(s) for s in tensors.values())
+    size = params * (2 if args.dtype == "bf16" else 4)
+    return (f"export {iter_dir}\n  model {model.name}: {model.hf_architecture}, {params:,} "
+            f"parameters in {len(tensors)} tensors ({size / 1e9:.2f} GB {args.dtype})\n"
+            f"  -> {args.out} (tokenizer {args.tokenizer or model.tokenizer})")
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    try:
+        model = load_model_config(args.model, args.config)
+        print(plan(args, model))
+        if args.dry_run:
+            return 0
+        import torch
+
+        from swallow_train.mcore.hf_export import export_checkpoint
+
+        dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
+        out = export_checkpoint(args.checkpoint, model, args.out, iteration=args.iteration,
+                                tokenizer=args.tokenizer or model.tokenizer, dtype=dtype)
+    except (ConversionError, TokenizerError) as exc:
+        print(f"swallow-train export: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {out}")
+    return 0

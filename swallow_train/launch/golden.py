@@ -1,0 +1,78 @@
+"""The example job scripts in `launch/` (also the golden files of tests/launch): every cluster x
+stage x model size, rendered exactly as `swallow-train launch` renders them.
+
+    python -m swallow_train.launch.golden            # re-render launch/<cluster>/<stage>_<model>.sh
+    python -m swallow_train.launch.golden --check    # exit 1 if any file differs
+
+GPUs per job (nodes = GPUs / GPUs per node: 8 on ABCI 3.0 and Slurm, 4 on TSUBAME 4.0):
+  CPT  8B 128 (16 ABCI nodes, as the Swallow 30B-A3B test job), 30B-A3B 128, 32B 256
+  SFT  64 for every size
+  RL   8B 16, 30B-A3B 32, 32B 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from swallow_train.launch.args import CHAIN, parse
+from swallow_train.launch.render import build
+
+ROOT = Path(__file__).resolve().parents[2] / "launch"
+MODELS = ("qwen3_8b", "qwen3_30b_a3b", "qwen3_32b")
+GPUS: dict[str, dict[str, int]] = {
+    "cpt": {"qwen3_8b": 128, "qwen3_30b_a3b": 128, "qwen3_32b": 256},
+    "sft": {"qwen3_8b": 64, "qwen3_30b_a3b": 64, "qwen3_32b": 64},
+    "rl": {"qwen3_8b": 16, "qwen3_30b_a3b": 32, "qwen3_32b": 32},
+}
+CLUSTERS: dict[str, tuple[int, list[str]]] = {
+    "abci3": (8, ["group=gxx00000"]),
+    "tsubame4": (4, ["group=tga-xxxxx"]),
+    "slurm": (8, ["queue=gpu"]),
+}
+
+
+def argv(cluster: str, stage: str, model: str) -> list[str]:
+    """The launch arguments of one golden file."""
+    gpus_per_node, extra = CLUSTERS[cluster]
+    nodes = GPUS[stage][model] // gpus_per_node
+    return [f"stage={stage}", f"cluster={cluster}", f"nodes={nodes}", *extra,
+            f"model={model}", f"run.name={model}"]
+
+
+def cases(stages: tuple[str, ...] = CHAIN) -> list[tuple[Path, list[str]]]:
+    return [(ROOT / cluster / f"{stage}_{model}.sh", argv(cluster, stage, model))
+            for cluster in CLUSTERS for stage in stages for model in MODELS]
+
+
+def render(args: list[str]) -> str:
+    launch = parse(args)
+    return build(launch.stages[0], launch, args).script
+
+
+def main(argv_: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m swallow_train.launch.golden")
+    parser.add_argument("--check", action="store_true", help="compare; write nothing")
+    parser.add_argument("--stages", default=",".join(CHAIN), help="e.g. cpt,sft")
+    opts = parser.parse_args(argv_)
+    stale = []
+    for path, args in cases(tuple(opts.stages.split(","))):
+        text = render(args)
+        if path.exists() and path.read_text() == text:
+            continue
+        stale.append(path)
+        if not opts.check:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            path.chmod(0o755)
+    verb = "differ" if opts.check else "written"
+    for path in stale:
+        print(f"{verb}: {path.relative_to(ROOT.parent)}")
+    if not stale:
+        print("launch/: up to date")
+    return 1 if opts.check and stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""Process group and megatron-core parallel state for one training process.
+
+Works under `torchrun`/`mpirun` (reads RANK/WORLD_SIZE or OMPI_COMM_WORLD_*), and as a plain
+single process (world size 1 on a free local port). gloo without CUDA, NCCL with it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+
+from swallow_train.mcore import cpu_runtime
+from swallow_train.parallel import Layout
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _env_from_mpirun() -> None:
+    """Open MPI sets OMPI_COMM_WORLD_*; torch.distributed's env:// wants RANK/WORLD_SIZE."""
+    mapping = {
+        "RANK": "OMPI_COMM_WORLD_RANK",
+        "WORLD_SIZE": "OMPI_COMM_WORLD_SIZE",
+        "LOCAL_RANK": "OMPI_COMM_WORLD_LOCAL_RANK",
+    }
+    for ours, ompi in mapping.items():
+        if ours not in os.environ and ompi in os.environ:
+            os.environ[ours] = os.environ[ompi]
+
+
+def world_size_from_env() -> int:
+    _env_from_mpirun()
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def init_process_group(timeout_minutes: int = 30) -> None:
+    """Initialise torch.distributed once (idempotent)."""
+    cpu_runtime.apply()
+    if dist.is_initialized():
+        return
+    _env_from_mpirun()
+    if "RANK" not in os.environ:
+        os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
+        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+        os.environ.setdefault("MASTER_PORT", str(_free_port()))
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group(backend, timeout=timedelta(minutes=timeout_minutes))
+
+
+def init_parallel_state(layout: Layout, seed: int) -> None:
+    """Process group + megatron parallel groups + the seeded model-parallel RNG tracker."""
+    from megatron.core import parallel_state, tensor_parallel
+
+    init_process_group()
+    if dist.get_world_size() != layout.world_size:
+        raise RuntimeError(
+            f"this job runs {dist.get_world_size()} processes but the layout was validated for "
+            f"{layout.world_size} (cluster.nodes x cluster.gpus_per_node): launch with "
+            "matching --nproc-per-node/--nnodes or change cluster.*"
+        )
+    if parallel_state.model_parallel_is_initialized():
+        parallel_state.destroy_model_parallel()
+    parallel_state.initialize_model_parallel(
+        tensor_model_parallel_size=layout.tp,
+        pipeline_model_parallel_size=layout.pp,
+        virtual_pipeline_model_parallel_size=layout.vpp,
+        context_parallel_size=layout.cp,
+        expert_model_parallel_size=layout.ep,
+        expert_tensor_parallel_size=layout.etp,
+    )
+    tensor_parallel.model_parallel_cuda_manual_seed(seed)
+
+
+def shutdown() -> None:
+    from megatron.core import parallel_state
+
+    if parallel_state.model_parallel_is_initialized():
+        parallel_state.destroy_model_parallel()
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def is_rank0() -> bool:
+    return not dist.is_initialized() or dist.get_rank() == 0
+
+
+def barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()

@@ -1,0 +1,1 @@
+"""Metrics: JSONL log, W&B (offline by default), progress bar, PNG plots, throughput/MFU."""

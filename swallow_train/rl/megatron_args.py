@@ -1,0 +1,140 @@
+"""Megatron flags of the model and its parallel layout, as slime's `train.py` takes them, and the
+check slime runs at start: the model flags against the `--hf-checkpoint` `config.json`.
+
+Both come from the same `ModelConfig` preset as the HF export of the earlier stages, so they
+agree by construction; `check_hf_config` catches a checkpoint of another model before a job
+waits in the queue for nodes.
+
+    from swallow_train.rl.megatron_args import model_args, check_hf_config
+    args = model_args(recipe.model)
+    check_hf_config(args, "runs/qwen3_8b/sft/hf/config.json")
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from swallow_train.models.config import ModelConfig
+from swallow_train.parallel import ParallelConfig
+
+
+def _num(value: float) -> str:
+    """1000000.0 -> '1000000', 1e-06 -> '1e-06' (Megatron's int flags reject '1000000.0')."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def model_args(model: ModelConfig) -> list[str]:
+    """Megatron architecture flags of a Qwen3 / Qwen3-MoE preset (slime's MODEL_ARGS)."""
+    args = [
+        "--swiglu",
+        "--num-layers", str(model.num_layers),
+        "--hidden-size", str(model.hidden_size),
+        "--ffn-hidden-size", str(model.ffn_hidden_size),
+        "--num-attention-heads", str(model.num_attention_heads),
+        "--group-query-attention",
+        "--num-query-groups", str(model.num_key_value_heads),
+        "--kv-channels", str(model.head_dim),
+        "--use-rotary-position-embeddings",
+        "--rotary-base", _num(model.rope_theta),
+        "--disable-bias-linear",
+        "--normalization", "RMSNorm",
+        "--norm-epsilon", _num(model.rms_norm_eps),
+        "--qk-layernorm",
+        "--vocab-size", str(model.vocab_size),
+    ]
+    if not model.tie_word_embeddings:
+        args.append("--untie-embeddings-and-output-weights")
+    if model.is_moe:
+        args += [
+            "--num-experts", str(model.num_experts),
+            "--moe-router-topk", str(model.moe_router_topk),
+            "--moe-ffn-hidden-size", str(model.moe_ffn_hidden_size),
+            "--moe-layer-freq", "1",  # every layer is MoE (decoder_sparse_step 1)
+            "--moe-router-score-function", "softmax",
+            "--moe-router-dtype", "fp32",
+            "--moe-aux-loss-coeff", _num(model.moe_aux_loss_coeff),
+            "--moe-token-drop-policy", "probs",
+            "--moe-permute-fusion",
+        ]
+        if not model.norm_topk_prob:
+            args.append("--moe-router-pre-softmax")
+    return args
+
+
+def parallel_args(model: ModelConfig, parallel: ParallelConfig) -> list[str]:
+    """Megatron layout flags (TP/PP/CP/EP, sequence parallel, recompute, MoE kernels)."""
+    p = parallel
+    args = [
+        "--tensor-model-parallel-size", str(p.tp),
+        "--pipeline-model-parallel-size", str(p.pp),
+        "--context-parallel-size", str(p.cp),
+    ]
+    if p.sequence_parallel and p.tp > 1:
+        args.append("--sequence-parallel")
+    if p.vpp is not None:
+        args += ["--num-virtual-stages-per-pipeline-rank", str(p.vpp)]
+    if model.is_moe:
+        args += ["--expert-model-parallel-size", str(p.ep),
+                 "--moe-token-dispatcher-type", p.moe_token_dispatcher]
+        if p.etp is not None:
+            args += ["--expert-tensor-parallel-size", str(p.etp)]
+        if p.moe_grouped_gemm:
+            args.append("--moe-grouped-gemm")
+    if p.recompute == "full":
+        args += ["--recompute-granularity", "full", "--recompute-method", "uniform",
+                 "--recompute-num-layers", "1"]
+    elif p.recompute == "moe":
+        args += ["--recompute-granularity", "selective", "--recompute-modules", "moe"]
+    return args
+
+
+def _flag_values(args: list[str]) -> dict[str, str | None]:
+    """`--flag value` pairs of an argument list (a bare flag maps to None)."""
+    values: dict[str, str | None] = {}
+    for i, arg in enumerate(args):
+        if arg.startswith("--"):
+            nxt = args[i + 1] if i + 1 < len(args) else None
+            values[arg] = None if nxt is None or nxt.startswith("--") else nxt
+    return values
+
+
+def hf_mismatches(args: list[str], hf: dict[str, Any]) -> list[str]:
+    """What slime's start-up check would reject: each HF config value that the Megatron flags
+    of `args` contradict (hidden size, heads, layers, FFN / MoE-FFN size, tied embeddings,
+    RMSNorm eps, RoPE theta)."""
+    flags = _flag_values(args)
+    moe = any(k in hf for k in ("moe_intermediate_size", "num_experts"))
+    all_moe = flags.get("--moe-layer-freq") == "1"
+    pairs: list[tuple[str, str]] = [
+        ("hidden_size", "--hidden-size"),
+        ("num_attention_heads", "--num-attention-heads"),
+        ("num_hidden_layers", "--num-layers"),
+        ("moe_intermediate_size", "--moe-ffn-hidden-size"),
+        ("rms_norm_eps", "--norm-epsilon"),
+    ]
+    if not (moe and all_moe):  # slime skips the dense FFN size when no layer is dense
+        pairs.append(("intermediate_size", "--ffn-hidden-size"))
+    errors: list[str] = []
+    for hf_key, flag in pairs:
+        if hf_key in hf and (flag not in flags or float(flags[flag] or "nan") != hf[hf_key]):
+            errors.append(f"{hf_key}={hf[hf_key]} in config.json but {flag} "
+                          f"{flags.get(flag, '(unset)')}")
+    untied = "--untie-embeddings-and-output-weights" in flags
+    if "tie_word_embeddings" in hf and bool(hf["tie_word_embeddings"]) == untied:
+        errors.append(f"tie_word_embeddings={hf['tie_word_embeddings']} in config.json but "
+                      f"--untie-embeddings-and-output-weights is {'set' if untied else 'unset'}")
+    theta = hf.get("rope_theta") or (hf.get("rope_parameters") or {}).get("rope_theta")
+    if theta is not None and float(flags.get("--rotary-base") or "nan") != float(theta):
+        errors.append(f"rope_theta={theta} in config.json but --rotary-base "
+                      f"{flags.get('--rotary-base', '(unset)')}")
+    return errors
+
+
+def check_hf_config(args: list[str], config_json: str | Path) -> list[str]:
+    """`hf_mismatches` against a config.json file; [] when the file does not exist (yet)."""
+    path = Path(config_json)
+    if not path.is_file():
+        return []
+    return hf_mismatches(args, json.loads(path.read_text()))

@@ -1,0 +1,1 @@
+"""One thin entry point per stage: prepare, cpt, sft, rl, pipeline (`swallow-train <stage>`)."""

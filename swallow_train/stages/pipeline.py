@@ -1,0 +1,129 @@
+"""CPT -> SFT -> RLVR in one command, each stage starting from the previous stage's HF export.
+
+    swallow-train pipeline                    # tiny CPU default: runs/tiny/{cpt,sft,rl}/hf
+    swallow-train pipeline model=tiny_moe name=tiny_moe
+    swallow-train pipeline 'overrides.cpt=[train.train_steps=100]' nproc=2
+
+Every stage is composed and validated before anything runs. A finished stage (its `DONE` file)
+is skipped; an interrupted one resumes from its last checkpoint when the same command runs again.
+Stages run as child processes that die with the pipeline (stages/procs.py).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from swallow_train.config import RecipeError, compose
+
+STAGES = ("cpt", "sft", "rl")
+TRAINING_STAGES = ("cpt", "sft")
+
+
+@dataclass(kw_only=True)
+class PipelineRecipe:
+    name: str = "tiny"
+    """Run name: every stage writes to `{root}/{name}/{stage}`."""
+    root: str = "runs"
+    model: str = "tiny_dense"
+    """Model preset passed to every stage (`model=<preset>`)."""
+    stages: list[str] = field(default_factory=lambda: list(STAGES))
+    overrides: dict[str, list[str]] = field(default_factory=dict)
+    """Extra Hydra overrides per stage, e.g. {cpt: [train.train_steps=10]}."""
+    nproc: int = 1
+    """Processes per training stage (gloo on CPU when > 1)."""
+    chat_prompt: str = "1+1は？ 答えを\\boxed{}で示してください。"
+    """Asked of every exported checkpoint through the chat template at the end."""
+    max_new_tokens: int = 32
+
+
+def stage_overrides(recipe: PipelineRecipe, stage: str) -> list[str]:
+    base = [f"model={recipe.model}", f"run.name={recipe.name}", f"run.root={recipe.root}"]
+    if stage in TRAINING_STAGES:
+        base.append(f"cluster.gpus_per_node={recipe.nproc}")
+    return base + list(recipe.overrides.get(stage, []))
+
+
+def plan(recipe: PipelineRecipe) -> dict[str, object]:
+    """Compose (and for CPT/SFT validate the layout of) every stage before running any."""
+    unknown = [s for s in recipe.stages if s not in STAGES]
+    extra = [s for s in recipe.overrides if s not in STAGES]
+    if unknown or extra:
+        raise RecipeError(f"pipeline: unknown stage(s) {unknown + extra}; stages are {STAGES}")
+    order = [s for s in STAGES if s in recipe.stages]
+    if order != list(recipe.stages):
+        raise RecipeError(f"pipeline.stages={recipe.stages} must keep the order {STAGES}")
+    recipes = {}
+    for stage in recipe.stages:
+        recipes[stage] = compose(stage, stage_overrides(recipe, stage))
+        if hasattr(recipes[stage], "layout"):
+            recipes[stage].layout()
+    return recipes
+
+
+class RunLock:
+    """One pipeline per run directory: a second one fails fast instead of racing the first."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fh = None
+
+    def __enter__(self) -> RunLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fh = self.path.open("a+")
+        try:
+            fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.fh.seek(0)
+            holder = self.fh.read().strip() or "?"
+            raise RecipeError(
+                f"{self.path.parent} is in use by another pipeline (pid {holder}); wait for it "
+                "or use another name=..."
+            ) from None
+        self.fh.seek(0)
+        self.fh.truncate()
+        self.fh.write(str(os.getpid()))
+        self.fh.flush()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.fh is not None
+        fcntl.flock(self.fh, fcntl.LOCK_UN)
+        self.fh.close()
+
+
+def main(recipe: PipelineRecipe) -> int:
+    from swallow_train.stages.pipeline_report import report
+    from swallow_train.stages.procs import run_stage
+
+    recipes = plan(recipe)
+    run_dir = Path(recipe.root) / recipe.name
+    timings: dict[str, float] = {}
+    with RunLock(run_dir / ".pipeline.lock"):
+        for stage in recipe.stages:
+            stage_dir = recipes[stage].run.stage_dir(stage)
+            if (stage_dir / "DONE").exists():
+                print(f"[pipeline] {stage}: already finished ({stage_dir}/DONE), skipping")
+                continue
+            print(f"[pipeline] {stage}: starting in {stage_dir}", flush=True)
+            start = time.perf_counter()
+            nproc = recipe.nproc if stage in TRAINING_STAGES else 1
+            code = run_stage([stage, *stage_overrides(recipe, stage)], nproc=nproc)
+            timings[stage] = time.perf_counter() - start
+            if code != 0:
+                print(f"[pipeline] {stage} exited with {code}; run the same command again to "
+                      "resume it from its last checkpoint")
+                return code
+        report(recipe, recipes, run_dir, timings)
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    from swallow_train.cli import main as cli
+
+    raise SystemExit(cli(["pipeline", *sys.argv[1:]]))

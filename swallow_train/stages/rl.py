@@ -1,0 +1,71 @@
+"""RLVR on verifiable math rewards: slime on clusters, the local GRPO backend on CPU.
+
+    swallow-train rl model=tiny_dense                # local GRPO from runs/tiny/sft/hf
+    swallow-train rl model=qwen3_8b cluster=abci3 cluster.nodes=2
+        # slime: validate, print and write runs/<name>/rl/slime_job.sh (the launch scripts run it)
+
+Either way the stage ends in `runs/<name>/rl/hf` (an HF directory) and an empty `DONE`, written
+last (by the local backend here, by the slime job script after its conversion).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from swallow_train.launch.cluster import ClusterConfig
+from swallow_train.metrics.config import LoggingConfig
+from swallow_train.models.config import ModelConfig
+from swallow_train.parallel import ParallelConfig
+from swallow_train.rl.config import (
+    Backend,
+    PolicyLossConfig,
+    RLCheckpointConfig,
+    RLEvalConfig,
+    RLOptimConfig,
+    RolloutConfig,
+)
+from swallow_train.rl.grpo import LocalConfig
+from swallow_train.rl.prompts import RLDataConfig
+from swallow_train.rl.reward import RewardConfig
+from swallow_train.rl.slime import SlimeConfig
+from swallow_train.stages.common import InitConfig, RunConfig
+
+DONE = "DONE"
+
+
+@dataclass(kw_only=True)
+class RLRecipe:
+    model: ModelConfig
+    cluster: ClusterConfig
+    backend: Backend
+    data: RLDataConfig
+    rollout: RolloutConfig
+    loss: PolicyLossConfig
+    optim: RLOptimConfig
+    checkpoint: RLCheckpointConfig
+    evaluation: RLEvalConfig = field(default_factory=RLEvalConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    slime: SlimeConfig = field(default_factory=SlimeConfig)
+    local: LocalConfig = field(default_factory=LocalConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    init: InitConfig = field(default_factory=InitConfig)
+
+
+def main(recipe: RLRecipe) -> int:
+    if recipe.backend is Backend.slime:
+        from swallow_train.rl.slime_job import write_slime_job
+
+        return write_slime_job(recipe)
+    from swallow_train.rl.local import run_local
+
+    return run_local(recipe)
+
+
+if __name__ == "__main__":
+    import sys
+
+    from swallow_train.cli import main as cli
+
+    raise SystemExit(cli(["rl", *sys.argv[1:]]))

@@ -1,0 +1,39 @@
+"""Supervised fine-tuning: the same megatron-core loop as CPT, on packed chat sequences with the
+loss on assistant tokens only, starting from the CPT stage's HF export.
+
+    swallow-train sft model=tiny_dense                       # tiny CPU run
+    torchrun --nproc-per-node 8 -m swallow_train sft model=qwen3_8b cluster=abci3
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from swallow_train.data.config import SFTDataConfig
+from swallow_train.stages.common import TrainRecipe
+
+
+@dataclass(kw_only=True)
+class SFTRecipe(TrainRecipe):
+    """`train.global_batch_size` counts conversations per step; the packed sequences per step
+    follow from the packing statistics when the data is opened (mcore/data_sft.py)."""
+
+    data: SFTDataConfig
+
+    def sequences_per_step(self) -> int | None:
+        return None
+
+
+def main(recipe: SFTRecipe) -> int:
+    from swallow_train.mcore.data_sft import SFTData
+    from swallow_train.mcore.trainer import train
+
+    return train(recipe, stage="sft", data=SFTData(recipe))
+
+
+if __name__ == "__main__":
+    import sys
+
+    from swallow_train.cli import main as cli
+
+    raise SystemExit(cli(["sft", *sys.argv[1:]]))

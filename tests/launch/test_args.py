@@ -1,0 +1,70 @@
+"""`swallow-train launch` arguments: strict parsing into LaunchConfig and the recipe overrides."""
+
+from __future__ import annotations
+
+import pytest
+
+from swallow_train.launch.args import parse
+from swallow_train.launch.cluster import LaunchError
+
+
+def test_launch_keys_map_to_cluster_overrides_in_one_place():
+    launch = parse(["stage=cpt", "cluster=abci3", "nodes=16", "group=g1", "queue=rt_HF",
+                    "walltime=48:00:00", "model=qwen3_8b", "optim.lr=1e-5", "submit=true"])
+    assert launch.stages == ["cpt"]
+    assert launch.submit is True and launch.dry_run is False
+    assert launch.recipe_overrides("cpt") == [
+        "cluster=abci3", "cluster.nodes=16", "cluster.queue=rt_HF", "cluster.group=g1",
+        "cluster.walltime=48:00:00", "model=qwen3_8b", "optim.lr=1e-5",
+    ]
+
+
+def test_chain_with_stage_scoped_keys_and_overrides():
+    launch = parse(["stage=chain", "cluster=tsubame4", "nodes=32", "sft.nodes=16",
+                    "rl.nodes=4", "group=g", "model=qwen3_8b", "cpt.train.train_steps=10",
+                    "sft.model=qwen3_32b", "--dry-run"])
+    assert launch.stages == ["cpt", "sft", "rl"]
+    assert launch.dry_run
+    assert launch.recipe_overrides("cpt") == [
+        "cluster=tsubame4", "cluster.nodes=32", "cluster.group=g", "model=qwen3_8b",
+        "train.train_steps=10"]
+    # the stage's own value replaces the common one (Hydra takes one value per key)
+    assert launch.recipe_overrides("sft") == [
+        "cluster=tsubame4", "cluster.nodes=16", "cluster.group=g", "model=qwen3_32b"]
+    assert launch.recipe_overrides("rl")[:3] == ["cluster=tsubame4", "cluster.nodes=4",
+                                                  "cluster.group=g"]
+
+
+def test_stage_lists_and_hydra_prefixes():
+    launch = parse(["stage=sft,rl", "cluster=slurm", "+logging.extra=1", "~init.hf",
+                    "+sft.foo=2"])
+    assert launch.stages == ["sft", "rl"]
+    assert launch.overrides == ["+logging.extra=1", "~init.hf"]
+    assert launch.stage_overrides == {"sft": ["+foo=2"]}
+    assert launch.recipe_overrides("rl") == ["cluster=slurm", "+logging.extra=1", "~init.hf"]
+
+
+@pytest.mark.parametrize(("argv", "needle"), [
+    (["cluster=abci3"], "missing stage="),
+    (["stage=cpt"], "missing cluster="),
+    (["stage=pretrain", "cluster=abci3"], "unknown stage 'pretrain'"),
+    (["stage=sft,cpt", "cluster=abci3"], "in the order cpt,sft,rl"),
+    (["stage=cpt,cpt", "cluster=abci3"], "in the order cpt,sft,rl"),
+    (["stage=cpt", "cluster=abci3", "nodes=0"], "nodes must be a whole number >= 1"),
+    (["stage=cpt", "cluster=abci3", "nodes=two"], "nodes must be a whole number >= 1"),
+    (["stage=cpt", "cluster=abci3", "submit=yes"], "must be true or false"),
+    (["stage=cpt", "cluster=abci3", "walltime=3h"], "is not HH:MM:SS"),
+    (["stage=cpt", "cluster=abci3", "cluster.nodes=4"], "launch key nodes="),
+    (["stage=cpt", "cluster=abci3", "cpt.cluster.group=g"], "launch key group="),
+    (["stage=cpt", "cluster=abci3", "nodes=2", "nodes=4"], "given twice"),
+    (["stage=cpt", "cluster=abci3", "--submit"], "unknown option '--submit'"),
+    (["stage=cpt", "cluster=abci3", "qwen3_8b"], "expected key=value"),
+    (["stage=cpt", "cluster=abci3", "sft.nodes=2"], "sft.* arguments name a stage"),
+    (["stage=cpt", "cluster=abci3", "cpt.submit=true"], "applies to the whole launch"),
+    (["stage=cpt", "cluster=abci3", "+nodes=2"], "takes no Hydra prefix"),
+    (["stage=cpt", "cluster=abci3", "group=a b"], "must not contain spaces"),
+])
+def test_bad_arguments_fail_clearly(argv, needle):
+    with pytest.raises(LaunchError, match=None) as info:
+        parse(argv)
+    assert needle in str(info.value)

@@ -1,0 +1,100 @@
+ray job submit --address=http://127.0.0.1:8265 \
+  --runtime-env-json="{\"env_vars\": {\"PYTHONPATH\": \"/root/Megatron-LM:${PWD}\", \"CUDA_DEVICE_MAX_CONNECTIONS\": \"1\", \"NCCL_NVLS_ENABLE\": \"0\", \"MASTER_ADDR\": \"${MASTER_ADDR:-127.0.0.1}\", \"no_proxy\": \"${MASTER_ADDR:-127.0.0.1},127.0.0.1,localhost\", \"SWALLOW_REWARD_WORKERS\": \"4\", \"SWALLOW_REWARD_TIMEOUT_S\": \"10\"}}" \
+  -- python3 /root/slime/train.py \
+  --actor-num-nodes 4 \
+  --actor-num-gpus-per-node 8 \
+  --colocate \
+  --rollout-num-gpus-per-engine 8 \
+  --swiglu \
+  --num-layers 48 \
+  --hidden-size 2048 \
+  --ffn-hidden-size 6144 \
+  --num-attention-heads 32 \
+  --group-query-attention \
+  --num-query-groups 4 \
+  --kv-channels 128 \
+  --use-rotary-position-embeddings \
+  --rotary-base 1000000 \
+  --disable-bias-linear \
+  --normalization RMSNorm \
+  --norm-epsilon 1e-06 \
+  --qk-layernorm \
+  --vocab-size 151936 \
+  --untie-embeddings-and-output-weights \
+  --num-experts 128 \
+  --moe-router-topk 8 \
+  --moe-ffn-hidden-size 768 \
+  --moe-layer-freq 1 \
+  --moe-router-score-function softmax \
+  --moe-router-dtype fp32 \
+  --moe-aux-loss-coeff 0.001 \
+  --moe-token-drop-policy probs \
+  --moe-permute-fusion \
+  --hf-checkpoint "${PWD}/runs/qwen3_30b_a3b/sft/hf" \
+  --ref-load "${PWD}/runs/qwen3_30b_a3b/sft/hf" \
+  --load "${PWD}/runs/qwen3_30b_a3b/rl/slime" \
+  --save "${PWD}/runs/qwen3_30b_a3b/rl/slime" \
+  --save-interval 20 \
+  --prompt-data "${PWD}/prepared/rl/dolci_think_rl_7b_math/train.jsonl" \
+  --input-key prompt \
+  --label-key label \
+  --metadata-key metadata \
+  --apply-chat-template \
+  --apply-chat-template-kwargs '{"enable_thinking": true}' \
+  --rollout-shuffle \
+  --rollout-seed 42 \
+  --custom-rm-path swallow_train.rl.reward.reward \
+  --num-rollout 800 \
+  --rollout-batch-size 64 \
+  --n-samples-per-prompt 8 \
+  --rollout-max-response-len 24576 \
+  --rollout-max-prompt-len 2048 \
+  --rollout-temperature 1 \
+  --rollout-top-p 1 \
+  --global-batch-size 256 \
+  --num-steps-per-rollout 2 \
+  --balance-data \
+  --dynamic-sampling-filter-path slime.rollout.filter_hub.dynamic_sampling_filters.check_reward_nonzero_std \
+  --over-sampling-batch-size 96 \
+  --eval-interval 20 \
+  --eval-prompt-data dolci_think_rl_7b_math_heldout "${PWD}/prepared/rl/dolci_think_rl_7b_math/eval.jsonl" \
+  --n-samples-per-eval-prompt 4 \
+  --eval-max-response-len 24576 \
+  --eval-temperature 1 \
+  --tensor-model-parallel-size 1 \
+  --pipeline-model-parallel-size 1 \
+  --context-parallel-size 2 \
+  --expert-model-parallel-size 8 \
+  --moe-token-dispatcher-type alltoall \
+  --moe-grouped-gemm \
+  --recompute-granularity full \
+  --recompute-method uniform \
+  --recompute-num-layers 1 \
+  --use-dynamic-batch-size \
+  --max-tokens-per-gpu 13312 \
+  --advantage-estimator grpo \
+  --disable-grpo-std-normalization \
+  --eps-clip 0.2 \
+  --eps-clip-high 0.28 \
+  --calculate-per-token-loss \
+  --optimizer adam \
+  --lr 1e-06 \
+  --lr-decay-style constant \
+  --weight-decay 0.1 \
+  --adam-beta1 0.9 \
+  --adam-beta2 0.98 \
+  --adam-eps 1e-08 \
+  --clip-grad 1 \
+  --optimizer-cpu-offload \
+  --overlap-cpu-optimizer-d2h-h2d \
+  --use-precision-aware-optimizer \
+  --use-wandb \
+  --wandb-mode offline \
+  --wandb-project swallow-train \
+  --wandb-group qwen3_30b_a3b \
+  --sglang-mem-fraction-static 0.7 \
+  --attention-dropout 0.0 \
+  --hidden-dropout 0.0 \
+  --accumulate-allreduce-grads-in-fp32 \
+  --attention-softmax-in-fp32 \
+  --attention-backend flash

@@ -1,0 +1,115 @@
+"""`swallow-train prepare-rl`: the Dolci-Think-RL math subset to slime's JSONL, deduplicated and
+counted, and the tiny synthetic set."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from swallow_train.config import compose
+from swallow_train.data.sources import DataError
+from swallow_train.rl.prompts import main, prepare
+from swallow_train.rl.tiny_math import format_conversations, tiny_problems
+from swallow_train.rl.verify import score_response
+
+
+def dolci_row(i: int, prompt: str, answer, dataset, **extra) -> dict:
+    return {"prompt": prompt, "ground_truth": answer, "dataset": dataset,
+            "custom_id": f"id-{i}", "original_dataset": extra.pop("source", "DAPO-Math"),
+            "input_ids_prompt": [100, 200, 300], "outputs": ["x"], "passrate": 0.5, **extra}
+
+
+ROWS = [
+    dolci_row(0, "user: What is 1/2 + 1/4?", ["\\frac{3}{4}"], ["math"]),
+    dolci_row(1, "Write a haiku.", ["..."], ["general-quality"]),
+    dolci_row(2, "Solve x + 1 = 3.", ["2"], ["math"], source="OpenReasonerZero"),
+    dolci_row(3, "user:  what is 1/2 + 1/4?  ", ["0.75"], ["math"]),  # duplicate, other label
+    dolci_row(4, "def f(): pass", ["assert f() is None"], ["code"]),
+    dolci_row(5, "Compute 2^10.", "1024", "math"),  # plain strings instead of lists
+    dolci_row(6, "Empty answer?", [""], ["math"]),
+    dolci_row(7, "Solve x + 1 = 3.", ["2"], ["math"]),  # exact duplicate
+    dolci_row(8, "Find the interval where x^2 < 1.", ["(-1,1)"], ["math"], source="OMEGA"),
+]
+
+
+def _prepare(tmp_path: Path, rows: list[dict], *extra: str):
+    src = tmp_path / "dolci.jsonl"
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    recipe = compose("rl", [f"data.prepared_dir={tmp_path}/prepared", "data.dolci.hf=null",
+                            f"data.dolci.path={src}", "data.eval_size=1", *extra])
+    return recipe, prepare(recipe.data)
+
+
+def _read(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_dolci_math_subset_to_slime_rows(tmp_path: Path) -> None:
+    recipe, stats = _prepare(tmp_path, ROWS)
+    assert {k: stats[k] for k in ("read", "not_math", "no_answer", "math", "duplicates",
+                                   "duplicates_with_other_label", "unique", "train", "eval")} == {
+        "read": 9, "not_math": 2, "no_answer": 1, "math": 6, "duplicates": 2,
+        "duplicates_with_other_label": 1, "unique": 4, "train": 3, "eval": 1}
+    rows = _read(recipe.data.train_path) + _read(recipe.data.eval_path)
+    by_id = {r["metadata"]["id"]: r for r in rows}
+    assert sorted(by_id) == ["id-0", "id-2", "id-5", "id-8"]
+    first = by_id["id-0"]
+    assert first["prompt"] == [{"role": "user", "content": "What is 1/2 + 1/4?"}]  # no "user: "
+    assert first["label"] == "\\frac{3}{4}"
+    assert first["metadata"] == {"source_name": "DAPO-Math", "id": "id-0"}
+    assert by_id["id-5"]["label"] == "1024"
+    assert all(set(r) == {"prompt", "label", "metadata"} for r in rows)  # no OLMo token ids
+    assert json.loads(recipe.data.stats_path.read_text()) == stats
+    # the labels are what the reward checks answers against
+    assert score_response("<think></think>\\boxed{0.75}", first["label"]) == 1.0
+
+
+def test_eval_split_is_stable_and_disjoint(tmp_path: Path) -> None:
+    rows = [dolci_row(i, f"Compute {i} + {i}.", [str(2 * i)], ["math"]) for i in range(40)]
+    recipe, _ = _prepare(tmp_path / "a", rows, "data.eval_size=8")
+    again, _ = _prepare(tmp_path / "b", list(reversed(rows)), "data.eval_size=8")
+    held = {r["metadata"]["id"] for r in _read(recipe.data.eval_path)}
+    assert held == {r["metadata"]["id"] for r in _read(again.data.eval_path)}
+    assert len(held) == 8
+    assert not held & {r["metadata"]["id"] for r in _read(recipe.data.train_path)}
+
+
+def test_bad_rows_name_the_file_and_line(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"dolci.jsonl:2: no ground_truth column"):
+        _prepare(tmp_path, [ROWS[0], {"prompt": "x", "dataset": ["math"]}])
+
+
+def test_offline_hub_names_the_fix(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    recipe = compose("rl", [f"data.prepared_dir={tmp_path}"])
+    with pytest.raises(DataError, match="huggingface-cli download --repo-type dataset"):
+        prepare(recipe.data)
+
+
+def test_tiny_set_is_deterministic_bilingual_and_answerable(tmp_path: Path, capsys) -> None:
+    rows = tiny_problems(seed=0)
+    assert rows == tiny_problems(seed=0) and rows != tiny_problems(seed=1)
+    assert len(rows) == 266 and len({r["prompt"][0]["content"] for r in rows}) == 266
+    langs = {r["metadata"]["source_name"] for r in rows}
+    assert langs == {"tiny_math_en", "tiny_math_ja"}
+    for row in rows:
+        assert 0 <= int(row["label"]) <= 9
+        question = row["prompt"][0]["content"]
+        expr = question.translate(str.maketrans("０１２３４５６７８９×", "0123456789*"))
+        if " から " in expr:
+            a, b = expr.split(" から ")[0], expr.split(" から ")[1].split(" ")[0]
+            assert int(a) - int(b) == int(row["label"])
+        else:
+            body = expr.removeprefix("What is ").split("?")[0].split(" は")[0]
+            assert eval(body) == int(row["label"])  # digits and one operator
+    chat = format_conversations(rows[:1])[0]
+    assert chat[-1] == {"role": "assistant", "content": f"\\boxed{{{rows[0]['label']}}}"}
+    recipe = compose("rl", ["model=tiny_dense", f"data.prepared_dir={tmp_path}"])
+    assert main(recipe) == 0
+    out = capsys.readouterr().out
+    assert "train: 234" in out and "eval: 32" in out
+    assert len(_read(recipe.data.train_path)) == 234
