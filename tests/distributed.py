@@ -67,8 +67,11 @@ def run_cli(args: list[str], nproc: int = 1, timeout: float = 600, env: dict | N
     import subprocess
     import sys
 
-    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled",
-                "PYTHONWARNINGS": "ignore", **(env or {})}
+    launcher = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR",
+                "MASTER_PORT")
+    full_env = {k: v for k, v in os.environ.items() if k not in launcher}
+    full_env.update(OMP_NUM_THREADS="1", WANDB_MODE="disabled", PYTHONWARNINGS="ignore",
+                    **(env or {}))
     if nproc > 1:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc),
                "--master-port", str(_free_port()), "-m", "swallow_train", *args]

@@ -1,13 +1,12 @@
 """Process group and megatron-core parallel state for one training process.
 
 Works under `torchrun`/`mpirun` (reads RANK/WORLD_SIZE or OMPI_COMM_WORLD_*), and as a plain
-single process (world size 1 on a free local port). gloo without CUDA, NCCL with it.
+single process (world size 1 with an in-process store). gloo without CUDA, NCCL with it.
 """
 
 from __future__ import annotations
 
 import os
-import socket
 from datetime import timedelta
 
 import torch
@@ -15,12 +14,6 @@ import torch.distributed as dist
 
 from swallow_train.mcore import cpu_runtime
 from swallow_train.parallel import Layout
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _env_from_mpirun() -> None:
@@ -46,14 +39,20 @@ def init_process_group(timeout_minutes: int = 30) -> None:
     if dist.is_initialized():
         return
     _env_from_mpirun()
-    if "RANK" not in os.environ:
-        os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
-        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-        os.environ.setdefault("MASTER_PORT", str(_free_port()))
     backend = "nccl" if torch.cuda.is_available() else "gloo"
+    timeout = timedelta(minutes=timeout_minutes)
+    if "RANK" not in os.environ:
+        # not started by a launcher: a world of one with an in-process store (no port to
+        # bind, so an inherited MASTER_PORT or a concurrent run cannot collide with it); the
+        # environment is left alone, so processes this one starts are not mistaken for ranks
+        if torch.cuda.is_available():
+            torch.cuda.set_device(0)
+        dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1,
+                                timeout=timeout)
+        return
     if torch.cuda.is_available():
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    dist.init_process_group(backend, timeout=timedelta(minutes=timeout_minutes))
+    dist.init_process_group(backend, timeout=timeout)
 
 
 def init_parallel_state(layout: Layout, seed: int) -> None:

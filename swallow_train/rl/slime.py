@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from swallow_train.errors import SwallowError
 from swallow_train.parallel import LayoutError, validate_layout
 from swallow_train.rl.config import AdvantageEstimator, Backend, check_batch_rule
 from swallow_train.rl.megatron_args import check_hf_config, model_args, parallel_args
@@ -29,7 +30,7 @@ MASTER_ADDR = "${MASTER_ADDR:-127.0.0.1}"
 _EXPANSIONS = re.compile(r"(\$\{PWD\}|\$\{MASTER_ADDR:-127\.0\.0\.1\})")
 
 
-class SlimeError(ValueError):
+class SlimeError(SwallowError, ValueError):
     """A recipe slime would reject (or that could not run); the message lists every rule."""
 
 

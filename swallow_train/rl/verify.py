@@ -206,4 +206,4 @@ def _kill_pool(pool: ProcessPoolExecutor, grace_s: float = 0.0) -> None:
         proc.join(max(0.0, deadline - time.monotonic()))
         if proc.is_alive():
             proc.kill()  # a no-op if it exited meanwhile
-            proc.join(1.0)
+            proc.join(5.0)  # reaped as soon as the kernel has killed it
