@@ -86,7 +86,13 @@ def compose_dict(stage: str, overrides: list[str] | tuple[str, ...] = ()) -> Any
         with initialize_config_dir(config_dir=str(recipes_dir()), version_base="1.3"):
             return hydra_compose(config_name=stage, overrides=list(overrides))
     except Exception as exc:  # hydra raises several types; all are recipe errors to the user
-        raise RecipeError(f"recipe {stage!r} does not compose:\n{_message(exc)}") from None
+        message = _message(exc)
+        if "To append to your config use +" in message:  # we reject `+key=` (unknown keys)
+            message = "\n".join(line for line in message.splitlines()
+                                 if not line.startswith("To append to your config use +"))
+            message += (f"\nno such key in recipe {stage!r}: check the spelling "
+                        f"(swallow-train {stage} --dry-run prints every key)")
+        raise RecipeError(f"recipe {stage!r} does not compose:\n{message}") from None
 
 
 def _unknown_keys(node: Any, path: str = "") -> list[str]:

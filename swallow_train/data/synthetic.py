@@ -264,6 +264,16 @@ def _chat() -> Iterator[dict[str, Any]]:
     return tiny_sft_chat()
 
 
+def _math_chat() -> Iterator[dict[str, Any]]:
+    """The tiny RL arithmetic problems of its train split, answered in the `\\boxed{}` format
+    the reward reads (so that the RL stage starts from a policy that can score)."""
+    from swallow_train.rl.prompts import tiny_sft_rows
+    from swallow_train.rl.tiny_math import format_conversations
+
+    for i, messages in enumerate(format_conversations(tiny_sft_rows())):
+        yield {"id": i, "messages": messages}
+
+
 GENERATORS: dict[str, Callable[[], Iterator[dict[str, Any]]]] = {
     "tiny_ja_text": _make(ja_text, 160, 1),
     "tiny_en_text": _make(en_text, 160, 2),
@@ -271,6 +281,7 @@ GENERATORS: dict[str, Callable[[], Iterator[dict[str, Any]]]] = {
     "tiny_math": _make(math, 200, 4),
     "tiny_code": _make(code, 120, 5),
     "tiny_sft_chat": _chat,
+    "tiny_math_chat": _math_chat,
 }
 
 

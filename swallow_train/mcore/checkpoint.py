@@ -40,6 +40,38 @@ class TrainState:
     data: dict[str, Any] = field(default_factory=dict)
 
 
+_WRITER_MANAGER: Any = None
+
+
+def tie_writers_to_this_process() -> None:
+    """Make megatron's checkpoint writer processes die with this process (idempotent).
+
+    torch_dist saves go through `FileSystemWriterAsync`, which forks writer processes per save
+    and collects their results through a queue served by a spawned `multiprocessing.Manager`.
+    After a SIGKILL of the trainer both would live on: the Manager forever (holding the
+    trainer's stdout), a writer long enough to write into the next run's checkpoint. Here the
+    Manager is started by us with a die-with-parent initializer, and forked writers get the
+    same request through multiprocessing's after-fork hook."""
+    global _WRITER_MANAGER
+    import multiprocessing
+    import os
+    from multiprocessing import util
+    from multiprocessing.managers import SyncManager
+
+    from megatron.core.dist_checkpointing.strategies import filesystem_async
+
+    from swallow_train.signals import die_with_parent
+
+    if _WRITER_MANAGER is not None or not hasattr(filesystem_async, "_results_queue"):
+        return
+    if filesystem_async._results_queue is None:
+        manager = SyncManager(ctx=multiprocessing.get_context("spawn"))
+        manager.start(initializer=die_with_parent, initargs=(os.getpid(),))
+        filesystem_async._results_queue = manager.Queue()
+        _WRITER_MANAGER = manager
+    util.register_after_fork(filesystem_async, lambda _module: die_with_parent())
+
+
 def _rank0() -> bool:
     return not dist.is_initialized() or dist.get_rank() == 0
 
@@ -113,6 +145,7 @@ class MegatronCheckpointer:
 
     def save(self, chunks, optimizer, scheduler, state: TrainState) -> Path:
         """Collective. The previous checkpoint stays valid until this one is complete."""
+        tie_writers_to_this_process()
         tmp = self.dir.root / f".tmp_iter_{state.step:07d}"
         if _rank0():
             tmp = self.dir.begin(state.step)

@@ -28,6 +28,8 @@ from swallow_train.data.sources import DataError, SourceConfig, iter_records
 from swallow_train.rl.tiny_math import tiny_problems
 
 DOLCI = "allenai/Dolci-Think-RL-7B"
+TINY_EVAL_SIZE = 32
+"""data.eval_size of the tiny RL recipe (recipes/size/rl_tiny_*.yaml)."""
 
 
 class PromptSource(Enum):
@@ -118,6 +120,22 @@ def _rank(key: str, seed: int) -> str:
     return hashlib.sha1(f"{seed}\0{key}".encode()).hexdigest()
 
 
+def split_held_out(rows: dict[str, dict[str, Any]], eval_size: int,
+                   seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(train, eval) of deduplicated rows keyed by `_key`: the `eval_size` rows whose keys hash
+    lowest (with `seed`) are held out, so the split does not depend on the rows' order."""
+    held = set(sorted(rows, key=lambda k: _rank(k, seed))[:eval_size])
+    return ([row for key, row in rows.items() if key not in held],
+            [row for key, row in rows.items() if key in held])
+
+
+def tiny_sft_rows(eval_size: int = TINY_EVAL_SIZE, seed: int = 0) -> list[dict[str, Any]]:
+    """The tiny problems of the RL train split (the tiny recipe's held-out eval prompts
+    excluded), for teaching the answer format in SFT before RL."""
+    rows = {_key(row): row for row in tiny_problems(seed)}
+    return split_held_out(rows, eval_size, seed)[0]
+
+
 def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("w", encoding="utf-8") as fh:
@@ -147,9 +165,7 @@ def prepare(cfg: RLDataConfig) -> dict[str, Any]:
     if len(kept) <= cfg.eval_size:
         raise DataError(f"{cfg.name}: only {len(kept)} unique prompts, not more than "
                         f"data.eval_size={cfg.eval_size}; lower data.eval_size")
-    held = set(sorted(kept, key=lambda k: _rank(k, cfg.seed))[: cfg.eval_size])
-    train = [row for key, row in kept.items() if key not in held]
-    evals = [row for key, row in kept.items() if key in held]
+    train, evals = split_held_out(kept, cfg.eval_size, cfg.seed)
     if cfg.max_prompts is not None:
         train = train[: cfg.max_prompts]
     cfg.out_dir.mkdir(parents=True, exist_ok=True)

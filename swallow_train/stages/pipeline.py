@@ -2,7 +2,8 @@
 
     swallow-train pipeline                    # tiny CPU default: runs/tiny/{cpt,sft,rl}/hf
     swallow-train pipeline model=tiny_moe name=tiny_moe
-    swallow-train pipeline 'overrides.cpt=[train.train_steps=100]' nproc=2
+    swallow-train pipeline 'overrides.cpt=["train.train_steps=100"]' nproc=2
+    swallow-train pipeline 'every_stage=["logging.wandb_mode=online"]'
 
 Every stage is composed and validated before anything runs. A finished stage (its `DONE` file)
 is skipped; an interrupted one resumes from its last checkpoint when the same command runs again.
@@ -18,9 +19,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from swallow_train.config import RecipeError, compose
+from swallow_train.models.config import ModelConfig
 
 STAGES = ("cpt", "sft", "rl")
 TRAINING_STAGES = ("cpt", "sft")
+
+
+@dataclass(kw_only=True)
+class StageOverrides:
+    """Extra Hydra overrides of one stage, e.g. `'overrides.cpt=["train.train_steps=10"]'`
+    (list items that contain `=` are quoted)."""
+
+    cpt: list[str] = field(default_factory=list)
+    sft: list[str] = field(default_factory=list)
+    rl: list[str] = field(default_factory=list)
 
 
 @dataclass(kw_only=True)
@@ -28,11 +40,13 @@ class PipelineRecipe:
     name: str = "tiny"
     """Run name: every stage writes to `{root}/{name}/{stage}`."""
     root: str = "runs"
-    model: str = "tiny_dense"
-    """Model preset passed to every stage (`model=<preset>`)."""
+    model: ModelConfig
+    """The model preset (`model=tiny_moe`); every stage gets `model=<its name>`."""
     stages: list[str] = field(default_factory=lambda: list(STAGES))
-    overrides: dict[str, list[str]] = field(default_factory=dict)
-    """Extra Hydra overrides per stage, e.g. {cpt: [train.train_steps=10]}."""
+    every_stage: list[str] = field(default_factory=list)
+    """Hydra overrides given to every stage, e.g. [logging.wandb_mode=online]."""
+    overrides: StageOverrides = field(default_factory=StageOverrides)
+    """Extra Hydra overrides per stage (after `every_stage`)."""
     nproc: int = 1
     """Processes per training stage (gloo on CPU when > 1)."""
     chat_prompt: str = "1+1は？ 答えを\\boxed{}で示してください。"
@@ -41,21 +55,23 @@ class PipelineRecipe:
 
 
 def stage_overrides(recipe: PipelineRecipe, stage: str) -> list[str]:
-    base = [f"model={recipe.model}", f"run.name={recipe.name}", f"run.root={recipe.root}"]
+    base = [f"model={recipe.model.name}", f"run.name={recipe.name}", f"run.root={recipe.root}"]
     if stage in TRAINING_STAGES:
         base.append(f"cluster.gpus_per_node={recipe.nproc}")
-    return base + list(recipe.overrides.get(stage, []))
+    return base + list(recipe.every_stage) + list(getattr(recipe.overrides, stage))
 
 
 def plan(recipe: PipelineRecipe) -> dict[str, object]:
     """Compose (and for CPT/SFT validate the layout of) every stage before running any."""
     unknown = [s for s in recipe.stages if s not in STAGES]
-    extra = [s for s in recipe.overrides if s not in STAGES]
-    if unknown or extra:
-        raise RecipeError(f"pipeline: unknown stage(s) {unknown + extra}; stages are {STAGES}")
+    if unknown:
+        raise RecipeError(f"pipeline: unknown stage(s) {unknown}; stages are {STAGES}")
     order = [s for s in STAGES if s in recipe.stages]
     if order != list(recipe.stages):
         raise RecipeError(f"pipeline.stages={recipe.stages} must keep the order {STAGES}")
+    if compose("pipeline", [f"model={recipe.model.name}"]).model != recipe.model:
+        raise RecipeError("pipeline: model.* overrides are not passed to the stages; give "
+                          "them to every stage instead: 'every_stage=[\"model.x=...\"]'")
     recipes = {}
     for stage in recipe.stages:
         recipes[stage] = compose(stage, stage_overrides(recipe, stage))

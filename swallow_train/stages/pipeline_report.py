@@ -2,7 +2,7 @@
 question through its chat template; a table of per-stage results, `summary.json` and a
 `pipeline.png` of the three curves are written next to the run.
 
-    python -m swallow_train.stages.pipeline_report runs/tiny     # redo the report of a run
+    python -m swallow_train.stages.pipeline_report runs/tiny [model=tiny_moe]  # redo a report
 """
 
 from __future__ import annotations
@@ -80,12 +80,12 @@ def report(recipe: Any, recipes: dict[str, Any], run_dir: Path,
             "seconds": round(timings[stage], 1) if stage in timings else None,
             "hf": str(hf), "reply": chat(hf, recipe.chat_prompt, recipe.max_new_tokens),
         })
-    summary = {"name": recipe.name, "model": recipe.model, "prompt": recipe.chat_prompt,
+    summary = {"name": recipe.name, "model": recipe.model.name, "prompt": recipe.chat_prompt,
                "stages": rows}
     write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False))
     if any(points for _, points in curves.values()):
         _plot(curves, run_dir / "pipeline.png")
-    table = Table(title=f"swallow-train pipeline: {recipe.name} ({recipe.model})")
+    table = Table(title=f"swallow-train pipeline: {recipe.name} ({recipe.model.name})")
     for column in ("stage", "metric", "steps", "first", "last", "time (s)", "HF export"):
         table.add_column(column)
     def fmt(value: float | None) -> str:
@@ -106,8 +106,9 @@ def report(recipe: Any, recipes: dict[str, Any], run_dir: Path,
 if __name__ == "__main__":
     import sys
 
-    from swallow_train.stages.pipeline import PipelineRecipe, plan
+    from swallow_train.config import compose
+    from swallow_train.stages.pipeline import plan
 
     run = Path(sys.argv[1])
-    pipeline = PipelineRecipe(name=run.name, root=str(run.parent))
+    pipeline = compose("pipeline", [f"name={run.name}", f"root={run.parent}", *sys.argv[2:]])
     report(pipeline, plan(pipeline), run, {})

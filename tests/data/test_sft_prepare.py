@@ -16,6 +16,7 @@ from swallow_train.data.manifest import load_manifest
 from swallow_train.data.packed import PackedSFTDataset
 from swallow_train.data.sft_prepare import prepare_sft
 from swallow_train.data.sources import DataError
+from swallow_train.data.synthetic import GENERATORS
 from swallow_train.data.synthetic_chat import tiny_sft_chat
 
 from .conftest import TINY_SFT, TOKENIZER
@@ -29,16 +30,20 @@ def _expected_loss_text(messages: list[dict[str, Any]]) -> str:
     for i, m in enumerate(messages):
         if m["role"] == "assistant":
             if i == last:
-                out += f"<think>\n{(m['reasoning_content'] or '').strip()}\n</think>\n\n"
+                out += f"<think>\n{(m.get('reasoning_content') or '').strip()}\n</think>\n\n"
             out += m["content"] + "<|im_end|>"
     return out
 
 
 def test_accounting_matches_the_planted_data(sft_prepared: tuple[dict[str, Any], Path]) -> None:
     stats, _ = sft_prepared
-    t = stats["total"]
-    assert t["read"] == 320
+    t, chat = stats["total"], stats["sources"]["tiny_chat"]
+    fmt = stats["sources"]["tiny_math_format"]
+    assert (chat["read"], fmt["read"], t["read"]) == (320, 234, 554)
     assert t["read"] == t["kept"] + sum(t["dropped"].values())  # nothing lost silently
+    # the RL format problems: all kept, each `<think>\n\n</think>\n\n\boxed{d}<|im_end|>`
+    assert fmt["kept"] == 234 and fmt["loss_tokens"] == 234 * 10
+    t = chat
     assert t["dropped"]["pii"] == 10
     assert t["pii_categories"] == {
         "address": 2,
@@ -48,8 +53,8 @@ def test_accounting_matches_the_planted_data(sft_prepared: tuple[dict[str, Any],
         "phone": 2,
     }
     assert t["dropped"]["too_long"] == 4 and t["truncated"] == 0
-    assert t["kept"] == stats["conversations"] == 306
-    assert stats["mean_conversations_per_pack"] == pytest.approx(306 / stats["packs"])
+    assert t["kept"] == 306 and stats["conversations"] == 306 + 234
+    assert stats["mean_conversations_per_pack"] == pytest.approx(540 / stats["packs"])
 
 
 def test_packs_carry_exactly_the_assistant_tokens(
@@ -57,7 +62,8 @@ def test_packs_carry_exactly_the_assistant_tokens(
 ) -> None:
     stats, out = sft_prepared
     ds = PackedSFTDataset(out)
-    by_text = {render_text(tok, c["messages"]): c["messages"] for c in tiny_sft_chat()}
+    chats = [*tiny_sft_chat(), *GENERATORS["tiny_math_chat"]()]
+    by_text = {render_text(tok, c["messages"]): c["messages"] for c in chats}
     pad, seen, loss_tokens, real = ds.pad_id, 0, 0, 0
     assert len(ds) == stats["packs"]
     for i in range(len(ds)):
@@ -140,7 +146,7 @@ def test_truncate_rule_keeps_the_long_ones(tmp_path: Path) -> None:
         progress=False,
     )
     t = stats["total"]
-    assert t["truncated"] == 4 and t["dropped"]["too_long"] == 0 and t["kept"] == 310
+    assert t["truncated"] == 4 and t["dropped"]["too_long"] == 0 and t["kept"] == 310 + 234
     assert max(int(s) for s in np.load(out / "seq_lens.npy")) <= 256
 
 

@@ -1,0 +1,178 @@
+"""`swallow-train pipeline` end to end on the tiny CPU default (fewer steps than the default):
+three HF exports that `transformers` loads and that answer a chat prompt, and a pipeline that is
+SIGKILLed in the middle of each stage and run again ends in the same bits as one that was not.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from swallow_train.metrics.plot import read_jsonl
+
+pytestmark = pytest.mark.slow
+
+STAGES = ("cpt", "sft", "rl")
+SHORT = {
+    "cpt": ["train.train_steps=6", "checkpoint.save_interval=2"],
+    "sft": ["train.train_steps=4", "checkpoint.save_interval=2"],
+    "rl": ["rollout.num_rollout=3", "rollout.rollout_batch_size=2",
+           "rollout.n_samples_per_prompt=4", "loss.global_batch_size=4",
+           "checkpoint.save_interval=1", "evaluation.interval=0"],
+}
+
+
+def _args(root: Path, name: str, prepared: Path, model: str = "tiny_dense") -> list[str]:
+    every = ["logging.wandb_mode=disabled", "logging.progress_bar=false",
+             f"data.prepared_dir={prepared}"]
+    def quoted(values: list[str]) -> str:  # Hydra list items that contain "=" are quoted
+        return "[" + ",".join(f"'{v}'" for v in values) + "]"
+
+    overrides = ",".join(f"{s}:{quoted(v)}" for s, v in SHORT.items())
+    return ["pipeline", f"root={root}", f"name={name}", f"model={model}",
+            f"every_stage={quoted(every)}", f"overrides={{{overrides}}}",
+            "max_new_tokens=8"]
+
+
+def _start(args: list[str]) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "MASTER_PORT")}
+    env.update(OMP_NUM_THREADS="1", WANDB_MODE="disabled", PYTHONWARNINGS="ignore")
+    return subprocess.Popen([sys.executable, "-m", "swallow_train", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _run(args: list[str]) -> str:
+    proc = _start(args)
+    out, _ = proc.communicate(timeout=900)
+    assert proc.returncode == 0, out[-6000:]
+    return out
+
+
+def _kill_mid_stage(args: list[str], stage_dir: Path) -> str:
+    """Start the pipeline, SIGKILL it once `stage_dir` has a checkpoint, wait for its stage
+    process to die with it; the pipeline's output."""
+    import psutil
+
+    proc = _start(args)
+    marker = stage_dir / "checkpoints" / "latest_checkpointed_iteration.txt"
+    deadline = time.monotonic() + 600
+    while not marker.exists():
+        assert proc.poll() is None, f"the pipeline ended before {stage_dir} checkpointed"
+        assert time.monotonic() < deadline, f"{stage_dir} never checkpointed"
+        time.sleep(0.02)
+    children = psutil.Process(proc.pid).children(recursive=True)
+    proc.kill()
+    out, _ = proc.communicate(timeout=120)
+    _, alive = psutil.wait_procs(children, timeout=60)
+    assert not alive, f"stage processes outlived the killed pipeline: {alive}"
+    assert not (stage_dir / "DONE").exists(), f"{stage_dir} finished before the kill"
+    return out
+
+
+def _files(path: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*"))
+            if p.is_file()}
+
+
+def _curve(stage_dir: Path) -> list[tuple[int, float]]:
+    key = "reward" if stage_dir.name == "rl" else "loss"
+    return [(r["step"], r[key]) for r in read_jsonl(stage_dir / "metrics.jsonl")]
+
+
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory) -> tuple[Path, str]:
+    """An uninterrupted tiny pipeline: its run directory and output."""
+    root = tmp_path_factory.mktemp("pipeline")
+    out = _run(_args(root / "runs", "straight", root / "prepared"))
+    return root / "runs" / "straight", out
+
+
+@pytest.fixture(scope="module")
+def straight(straight_run: tuple[Path, str]) -> Path:
+    return straight_run[0]
+
+
+def test_exports_load_and_answer_a_chat_prompt(straight_run: tuple[Path, str]) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    straight, output = straight_run
+    summary = json.loads((straight / "summary.json").read_text())
+    assert [row["stage"] for row in summary["stages"]] == list(STAGES)
+    assert (straight / "pipeline.png").read_bytes()[:4] == b"\x89PNG"
+    for row in summary["stages"]:
+        hf = Path(row["hf"])
+        assert hf == straight / row["stage"] / "hf" and (hf.parent / "DONE").exists()
+        assert row["steps"] == {"cpt": 6, "sft": 4, "rl": 3}[row["stage"]]
+        model = AutoModelForCausalLM.from_pretrained(hf, dtype=torch.float32)
+        assert model.config.architectures == ["Qwen3ForCausalLM"]
+        tok = AutoTokenizer.from_pretrained(hf)
+        text = tok.apply_chat_template([{"role": "user", "content": summary["prompt"]}],
+                                       tokenize=False, add_generation_prompt=True)
+        assert text.endswith("<|im_start|>assistant\n")
+        ids = tok(text, return_tensors="pt")
+        out = model.generate(**ids, max_new_tokens=8, do_sample=False,
+                             pad_token_id=tok.pad_token_id)
+        reply = tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=False)
+        assert len(out[0]) > ids["input_ids"].shape[1]
+        assert reply == row["reply"]  # the report's answer came from this very checkpoint
+    # each stage started from the one before (CPT from a random init: loss ~ ln 151,936)
+    assert f"initialising from HF checkpoint {straight / 'cpt/hf'}" in output
+    assert f"rl: starting from {straight / 'sft/hf'}" in output
+    cpt, sft = summary["stages"][0], summary["stages"][1]
+    assert sft["first"] < cpt["first"] < 12.0
+
+
+def test_sigkill_in_every_stage_then_rerun_gives_the_same_bits(straight: Path) -> None:
+    root = straight.parent
+    args = _args(root, "killed", root.parent / "prepared")
+    run = root / "killed"
+    for i, stage in enumerate(STAGES):
+        # each run finishes the stage the last one was killed in, then is killed in the next
+        out = _kill_mid_stage(args, run / stage)
+        assert all((run / done / "DONE").exists() for done in STAGES[:i])
+        assert all(f"{done}: already finished" in out for done in STAGES[:max(i - 1, 0)])
+    out = _run(args)
+    assert "cpt: already finished" in out and "sft: already finished" in out
+    assert "rl: already finished" not in out and "resumed at rollout" in out
+    for stage in STAGES:
+        assert (run / stage / "DONE").exists()
+        assert _curve(run / stage) == _curve(straight / stage), stage
+        exported = _files(run / stage / "hf")
+        assert any(name.endswith(".safetensors") for name in exported)
+        assert exported == _files(straight / stage / "hf"), f"{stage}/hf differs"
+    # the finished pipeline is not run again
+    assert all(f"{s}: already finished" in _run(args) for s in STAGES)
+
+
+def test_the_same_command_runs_the_tiny_moe(tmp_path: Path, straight: Path) -> None:
+    _run(_args(tmp_path / "runs", "moe", straight.parent.parent / "prepared", "tiny_moe"))
+    config = json.loads((tmp_path / "runs/moe/rl/hf/config.json").read_text())
+    assert config["architectures"] == ["Qwen3MoeForCausalLM"] and config["num_experts"] == 8
+    summary = json.loads((tmp_path / "runs/moe/summary.json").read_text())
+    assert [row["steps"] for row in summary["stages"]] == [6, 4, 3]
+
+
+def test_a_second_pipeline_on_the_same_run_fails_fast(tmp_path: Path) -> None:
+    from swallow_train.config import RecipeError
+    from swallow_train.stages.pipeline import RunLock
+
+    lock = tmp_path / "run/.pipeline.lock"
+    with RunLock(lock), pytest.raises(RecipeError, match="in use by another pipeline"), \
+            RunLock(lock):
+        pass
+
+
+def test_every_stage_is_composed_before_any_runs(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "swallow_train", "pipeline",
+                           f"root={tmp_path}", "overrides={rl:['rollout.num_rolout=3']}"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert "num_rolout" in proc.stderr + proc.stdout
+    assert not (tmp_path / "tiny" / "cpt").exists()  # nothing ran, nothing was written
