@@ -61,17 +61,26 @@ def run_distributed(fn: Callable[..., Any], world_size: int = 2, **kwargs: Any) 
     return [res["ok"] for res in results]
 
 
+LAUNCHER_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR",
+                "MASTER_PORT")
+
+
+def cli_env(extra: dict | None = None) -> dict[str, str]:
+    """The environment of a `swallow-train` child: this one without launcher variables (the
+    child is not a rank of this process's group), one thread, W&B off, quiet warnings."""
+    env = {k: v for k, v in os.environ.items() if k not in LAUNCHER_ENV}
+    env.update(OMP_NUM_THREADS="1", WANDB_MODE="disabled", PYTHONWARNINGS="ignore",
+               **(extra or {}))
+    return env
+
+
 def run_cli(args: list[str], nproc: int = 1, timeout: float = 600, env: dict | None = None,
             check: bool = True):
     """`swallow-train <args>` in a fresh process (under torchrun with gloo when nproc > 1)."""
     import subprocess
     import sys
 
-    launcher = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR",
-                "MASTER_PORT")
-    full_env = {k: v for k, v in os.environ.items() if k not in launcher}
-    full_env.update(OMP_NUM_THREADS="1", WANDB_MODE="disabled", PYTHONWARNINGS="ignore",
-                    **(env or {}))
+    full_env = cli_env(env)
     if nproc > 1:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc),
                "--master-port", str(_free_port()), "-m", "swallow_train", *args]

@@ -41,6 +41,8 @@ class TrainState:
 
 
 _WRITER_MANAGER: Any = None
+"""Our Manager serving megatron's write-results queue (kept referenced: it lives as long as we)."""
+_WRITERS_TIED = False
 
 
 def tie_writers_to_this_process() -> None:
@@ -52,7 +54,7 @@ def tie_writers_to_this_process() -> None:
     trainer's stdout), a writer long enough to write into the next run's checkpoint. Here the
     Manager is started by us with a die-with-parent initializer, and forked writers get the
     same request through multiprocessing's after-fork hook."""
-    global _WRITER_MANAGER
+    global _WRITER_MANAGER, _WRITERS_TIED
     import multiprocessing
     import os
     from multiprocessing import util
@@ -62,7 +64,7 @@ def tie_writers_to_this_process() -> None:
 
     from swallow_train.signals import die_with_parent
 
-    if _WRITER_MANAGER is not None or not hasattr(filesystem_async, "_results_queue"):
+    if _WRITERS_TIED or not hasattr(filesystem_async, "_results_queue"):
         return
     if filesystem_async._results_queue is None:
         manager = SyncManager(ctx=multiprocessing.get_context("spawn"))
@@ -70,6 +72,7 @@ def tie_writers_to_this_process() -> None:
         filesystem_async._results_queue = manager.Queue()
         _WRITER_MANAGER = manager
     util.register_after_fork(filesystem_async, lambda _module: die_with_parent())
+    _WRITERS_TIED = True
 
 
 def _rank0() -> bool:

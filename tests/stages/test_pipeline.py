@@ -6,7 +6,6 @@ SIGKILLed in the middle of each stage and run again ends in the same bits as one
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from swallow_train.metrics.plot import read_jsonl
+from tests.distributed import cli_env
 
 pytestmark = pytest.mark.slow
 
@@ -41,9 +41,7 @@ def _args(root: Path, name: str, prepared: Path, model: str = "tiny_dense") -> l
 
 
 def _start(args: list[str]) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "MASTER_PORT")}
-    env.update(OMP_NUM_THREADS="1", WANDB_MODE="disabled", PYTHONWARNINGS="ignore")
-    return subprocess.Popen([sys.executable, "-m", "swallow_train", *args], env=env,
+    return subprocess.Popen([sys.executable, "-m", "swallow_train", *args], env=cli_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -176,3 +174,13 @@ def test_every_stage_is_composed_before_any_runs(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "num_rolout" in proc.stderr + proc.stdout
     assert not (tmp_path / "tiny" / "cpt").exists()  # nothing ran, nothing was written
+
+
+def test_a_model_override_on_the_pipeline_itself_is_refused(tmp_path: Path) -> None:
+    from swallow_train.config import RecipeError, compose
+    from swallow_train.stages.pipeline import plan
+
+    recipe = compose("pipeline", [f"root={tmp_path}", "model.hidden_size=32"])
+    with pytest.raises(RecipeError, match=r"every_stage=\[\"model\.x=\.\.\.\"\]"):
+        plan(recipe)
+    assert not (tmp_path / "tiny").exists()
