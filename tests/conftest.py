@@ -21,6 +21,20 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture
+def hub_offline(monkeypatch):
+    """The Hugging Face hub as unreachable at once: `datasets` and `huggingface_hub` read the
+    offline flags when imported, so the environment alone comes too late (they would retry
+    the network first)."""
+    import datasets.config
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+
+
 @pytest.fixture(scope="session")
 def tiny_prepared(tmp_path_factory) -> str:
     """`swallow-train prepare model=tiny_dense` into a session directory; returns it."""

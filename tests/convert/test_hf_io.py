@@ -138,10 +138,7 @@ def test_shard_plan_keeps_order_and_bounds():
     assert plan_shards(sizes, 100) == [["a", "b", "c", "d", "e"]]
 
 
-def test_hub_id_without_network_names_the_fix(monkeypatch):
-    import huggingface_hub.constants
-
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+def test_hub_id_without_network_names_the_fix(hub_offline):
     with pytest.raises(ConversionError, match="huggingface-cli download Qwen/Qwen3-8B-Base"):
         resolve_hf_path("Qwen/Qwen3-8B-Base")
     with pytest.raises(ConversionError, match="no such directory"):

@@ -190,16 +190,11 @@ def test_skip_empty_counts_what_it_skips(tmp_path: Path) -> None:
     assert stats["corpora"]["a"]["skipped_empty"] == 1
 
 
-def test_missing_file_and_unreachable_hub(tmp_path: Path, monkeypatch: Any) -> None:
+def test_missing_file_and_unreachable_hub(tmp_path: Path, hub_offline: None) -> None:
     manifest = load_manifest(_small_manifest(tmp_path, GOOD))
     manifest.corpora[0].source = SourceConfig(path="missing/*.jsonl")
     with pytest.raises(DataError, match=r"missing/\*.jsonl: no such file"):
         prepare(manifest, tmp_path / "out", TOKENIZER, workers=1, progress=False)
-    import datasets.config
-    import huggingface_hub.constants
-
-    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     manifest.corpora[0].source = SourceConfig(hf="tokyotech-llm/swallow-corpus-v3.2")
     with pytest.raises(
         DataError,

@@ -82,9 +82,7 @@ def test_bad_rows_name_the_file_and_line(tmp_path: Path) -> None:
         _prepare(tmp_path, [ROWS[0], {"prompt": "x", "dataset": ["math"]}])
 
 
-def test_offline_hub_names_the_fix(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+def test_offline_hub_names_the_fix(tmp_path: Path, hub_offline: None) -> None:
     recipe = compose("rl", [f"data.prepared_dir={tmp_path}"])
     with pytest.raises(DataError, match="huggingface-cli download --repo-type dataset"):
         prepare(recipe.data)
