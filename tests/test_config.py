@@ -87,6 +87,16 @@ def test_tiny_moe_reuses_tiny_dense_training_shape() -> None:
     assert moe.model.num_experts == 8 and dense.model.num_experts == 0
 
 
+@pytest.mark.parametrize("stage", ["cpt", "sft", "rl"])
+def test_a_stage_writes_under_its_model_unless_named(stage: str) -> None:
+    # runs of two models never share (and resume from) one directory
+    dirs = {m: compose(stage, [f"model={m}"]).run.stage_dir(stage)
+            for m in ("qwen3_30b_a3b", "tiny_dense", "tiny_moe")}
+    assert dirs == {m: Path("runs") / m / stage for m in dirs}
+    named = compose(stage, ["model=tiny_moe", "run.name=swallow-moe", "run.root=/x"])
+    assert named.run.stage_dir(stage) == Path("/x/swallow-moe") / stage
+
+
 SCHEMAS = {"model": ModelConfig, "parallel": ParallelConfig, "cluster": ClusterConfig}
 
 

@@ -1,6 +1,6 @@
 """The one megatron-core training loop of CPT and SFT (they differ only in their BatchSource).
 
-    swallow-train cpt model=tiny_dense      # -> runs/tiny/cpt/{checkpoints,hf,metrics.jsonl,...}
+    swallow-train cpt model=tiny_dense   # -> runs/tiny_dense/cpt/{checkpoints,hf,metrics.jsonl}
 
 Per run: resume from the stage's latest checkpoint if there is one, otherwise start from
 `init` (an HF checkpoint) or a random init; train; checkpoint every `save_interval` steps, on

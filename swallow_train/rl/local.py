@@ -1,6 +1,6 @@
 """The local RL backend: GRPO in plain PyTorch on the SFT stage's HF export (float32, CPU).
 
-    swallow-train rl model=tiny_dense      # runs/tiny/sft/hf -> runs/tiny/rl/{hf,DONE,...}
+    swallow-train rl model=tiny_dense   # runs/tiny_dense/sft/hf -> runs/tiny_dense/rl/{hf,DONE}
 
 Each rollout samples `n_samples_per_prompt` responses to `rollout_batch_size` prompts with
 `generate`, scores them with the slime reward function, and takes `steps_per_rollout` AdamW

@@ -15,9 +15,11 @@ from swallow_train.parallel import Layout, ParallelConfig, validate_layout
 
 @dataclass(kw_only=True)
 class RunConfig:
-    """A run writes each stage to `{root}/{name}/{stage}/` (checkpoints, hf/, logs, plots)."""
+    """A run writes each stage to `{root}/{name}/{stage}/` (checkpoints, hf/, logs, plots).
+    `name` defaults to the model preset's name, so runs of different models never share a
+    directory (the `pipeline` recipe passes its own `name`, `tiny` by default)."""
 
-    name: str = "tiny"
+    name: str = "${model.name}"
     root: str = "runs"
 
     def stage_dir(self, stage: str) -> Path:

@@ -1,6 +1,6 @@
 """RLVR on verifiable math rewards: slime on clusters, the local GRPO backend on CPU.
 
-    swallow-train rl model=tiny_dense                # local GRPO from runs/tiny/sft/hf
+    swallow-train rl model=tiny_dense                # local GRPO from runs/tiny_dense/sft/hf
     swallow-train rl model=qwen3_8b cluster=abci3 cluster.nodes=2
         # slime: validate, print and write runs/<name>/rl/slime_job.sh (the launch scripts run it)
 

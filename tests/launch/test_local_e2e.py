@@ -34,7 +34,7 @@ def test_local_script_trains_stops_on_signal_and_resumes(tmp_path, monkeypatch):
             f"data.prepared_dir={tmp_path}/prepared", "logging.wandb_mode=disabled",
             "logging.progress_bar=false", "checkpoint.export_hf=false"]
     assert cli.main(args) == 0
-    stage = tmp_path / "runs/tiny/cpt"
+    stage = tmp_path / "runs/tiny_dense/cpt"
     script = stage / "job.local.sh"
     env = {**os.environ, "PATH": f"{REPO / '.venv/bin'}{os.pathsep}{os.environ['PATH']}",
            "OMP_NUM_THREADS": "1"}

@@ -71,9 +71,9 @@ def test_tsubame4_grid_engine_header():
     lines = job.script.splitlines()
     for line in ("#$ -S /bin/bash", "#$ -cwd", "#$ -l node_f=32", "#$ -l h_rt=24:00:00",
                  "#$ -r y", "#$ -notify",
-                 "#$ -o runs/tiny/cpt/logs/$JOB_NAME.o$JOB_ID", "NNODES=32", "GPUS_PER_NODE=4",
+                 "#$ -o runs/qwen3_8b/cpt/logs/$JOB_NAME.o$JOB_ID", "NNODES=32", "GPUS_PER_NODE=4",
                  "awk '!seen[$1]++ {print $1}' \"$PE_HOSTFILE\" > \"$HOSTS\"", "exit 99",
-                 "# submit with: qsub -terse -g tga-x runs/tiny/cpt/job.sge.sh"):
+                 "# submit with: qsub -terse -g tga-x runs/qwen3_8b/cpt/job.sge.sh"):
         assert line.strip() in [x.strip() for x in lines], line
     assert not any(x.startswith("#$ -g") for x in lines)  # TSUBAME: -g on the command line
 

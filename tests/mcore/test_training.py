@@ -30,8 +30,10 @@ def _args(root: Path, prepared: str, *extra: str) -> list[str]:
             "logging.progress_bar=false", "logging.wandb_mode=disabled", *extra]
 
 
-def _metrics(root: Path) -> list[dict]:
-    return [json.loads(line) for line in (root / "tiny/cpt/metrics.jsonl").read_text().splitlines()]
+def _metrics(root: Path, model: str = "tiny_dense") -> list[dict]:
+    """The run's metrics rows (`run.name` is the model's name when not set)."""
+    lines = (root / model / "cpt/metrics.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
 
 
 def _final_model_state(root: Path) -> dict[str, torch.Tensor]:
@@ -48,7 +50,7 @@ def _final_model_state(root: Path) -> dict[str, torch.Tensor]:
     distributed.init_parallel_state(layout, seed=0)
     config = transformer_config(recipe.model, recipe.parallel, layout, precision=Precision.fp32)
     chunk = build_model(recipe.model, config)[0]
-    ckpt = root / "tiny/cpt/checkpoints"
+    ckpt = root / "tiny_dense/cpt/checkpoints"
     step = int((ckpt / "latest_checkpointed_iteration.txt").read_text())
     loaded = dist_checkpointing.load({"model": chunk.sharded_state_dict()},
                                      str(ckpt / f"iter_{step:07d}"))
@@ -63,14 +65,14 @@ def test_resume_after_sigkill_is_bit_exact(tmp_path, tiny_prepared) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "swallow_train",
                              *_args(resumed, tiny_prepared, "checkpoint.save_interval=3")],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    marker = resumed / "tiny/cpt/checkpoints/latest_checkpointed_iteration.txt"
+    marker = resumed / "tiny_dense/cpt/checkpoints/latest_checkpointed_iteration.txt"
     deadline = time.time() + 300
     while not marker.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)  # mid-stage, right after the step-3 checkpoint
     proc.wait()
     assert marker.read_text().strip() == "3"
-    assert not (resumed / "tiny/cpt/DONE").exists()
+    assert not (resumed / "tiny_dense/cpt/DONE").exists()
     out = run_cli(_args(resumed, tiny_prepared, "checkpoint.save_interval=3"))
     assert "resumed from" in out.stdout
     a, b = _metrics(straight), _metrics(resumed)
@@ -117,10 +119,10 @@ def test_tp2_checkpoint_loads_at_tp1_dp2(tmp_path, tiny_prepared) -> None:
     tp2 = tmp_path / "tp2"
     run_cli(_args(tp2, tiny_prepared, "train.train_steps=3", "checkpoint.save_interval=2",
                   "checkpoint.keep_last=3", "parallel=tp2", "cluster.gpus_per_node=2"), nproc=2)
-    (tp2 / "tiny/cpt/checkpoints/latest_checkpointed_iteration.txt").write_text("2\n")
+    (tp2 / "tiny_dense/cpt/checkpoints/latest_checkpointed_iteration.txt").write_text("2\n")
     dp2 = tmp_path / "dp2"
     out = run_cli(_args(dp2, tiny_prepared, "train.train_steps=3",
-                        f"checkpoint.load={tp2 / 'tiny/cpt/checkpoints'}",
+                        f"checkpoint.load={tp2 / 'tiny_dense/cpt/checkpoints'}",
                         "checkpoint.save_interval=0", "cluster.gpus_per_node=2"), nproc=2)
     assert "(step 2)" in out.stdout
     (step3,) = _metrics(dp2)
@@ -133,6 +135,6 @@ def test_tiny_moe_trains_with_ep2(tmp_path, tiny_prepared) -> None:
     run_cli(["cpt", "model=tiny_moe", f"run.root={tmp_path}", f"data.prepared_dir={tiny_prepared}",
              "train.train_steps=8", "checkpoint.save_interval=0", "checkpoint.export_hf=false",
              "parallel=ep2", "cluster.gpus_per_node=2", "logging.progress_bar=false"], nproc=2)
-    rows = _metrics(tmp_path)
+    rows = _metrics(tmp_path, "tiny_moe")
     assert rows[-1]["loss"] < rows[0]["loss"] - 0.5  # 8 steps, 5 of them warm-up
     assert all(0.5 < r["moe_aux_loss"] < 3.0 for r in rows)  # ~1 for balanced routing
