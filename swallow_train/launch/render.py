@@ -145,6 +145,12 @@ def _validate(stage: str, recipe: Any) -> str:
         recipe.cluster.check()
     except LaunchError as exc:
         problems.append(str(exc))
+    try:
+        from swallow_train.stages.common import check_stage_dir_model
+
+        check_stage_dir_model(recipe.run.stage_dir(stage), recipe.model)
+    except ValueError as exc:  # RecipeError
+        problems.append(str(exc))
     if stage != "rl":
         try:
             layout = recipe.layout().describe()

@@ -28,7 +28,7 @@ from swallow_train.mcore.step import StepResult, eval_step, train_step
 from swallow_train.metrics.logger import MetricsLogger
 from swallow_train.metrics.throughput import Throughput
 from swallow_train.signals import StopRequest
-from swallow_train.stages.common import TrainRecipe
+from swallow_train.stages.common import TrainRecipe, check_stage_dir_model
 
 DONE = "DONE"
 
@@ -76,6 +76,7 @@ def _start_weights(recipe: TrainRecipe, raw_chunks) -> None:
 
 def train(recipe: TrainRecipe, *, stage: str, data: BatchSource) -> int:
     stage_dir = recipe.run.stage_dir(stage)
+    check_stage_dir_model(stage_dir, recipe.model)
     if (stage_dir / DONE).exists():
         _say(f"{stage}: {stage_dir / DONE} exists, stage already finished; skipping")
         return 0

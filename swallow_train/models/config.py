@@ -14,6 +14,12 @@ from typing import Any
 QWEN3_VOCAB_SIZE = 151936
 
 
+SHAPE_FIELDS = ("hidden_size", "num_layers", "num_attention_heads", "num_key_value_heads",
+                "head_dim", "ffn_hidden_size", "vocab_size", "tie_word_embeddings", "num_experts",
+                "moe_router_topk", "moe_ffn_hidden_size")
+"""Checkpoints and exports of models that differ in one of these do not fit one another."""
+
+
 @dataclass(kw_only=True)
 class ModelConfig:
     """One Qwen3 / Qwen3-MoE architecture. Field names follow the HF config where one exists."""
@@ -64,6 +70,13 @@ class ModelConfig:
                     f"model.moe_router_topk={self.moe_router_topk} must be in "
                     f"[1, model.num_experts={self.num_experts}]"
                 )
+
+    def shape_differences(self, other: dict[str, Any]) -> list[str]:
+        """The fields that give tensors their shapes (or route tokens) and differ in `other`,
+        a mapping of model fields such as a stage's saved `config.yaml`, as `field=theirs (now
+        ours)`."""
+        return [f"model.{k}={other.get(k)!r} (now {getattr(self, k)!r})" for k in SHAPE_FIELDS
+                if other.get(k) != getattr(self, k)]
 
     def to_hf_config(self, torch_dtype: str = "bfloat16") -> dict[str, Any]:
         """The `config.json` of the equivalent HF checkpoint (loads with AutoConfig as it is)."""

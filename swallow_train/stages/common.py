@@ -6,6 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
+from swallow_train.config import RecipeError
 from swallow_train.launch.cluster import ClusterConfig
 from swallow_train.mcore.config import CheckpointConfig, OptimConfig, TrainConfig
 from swallow_train.metrics.config import LoggingConfig
@@ -40,6 +43,27 @@ class InitConfig:
         if self.from_stage:
             return str(run.stage_dir(self.from_stage) / "hf")
         return None
+
+
+def check_stage_dir_model(stage_dir: Path, model: ModelConfig,
+                          fix: str = "pick another run.name (or run.root)") -> None:
+    """Refuse a stage directory whose run (its saved `config.yaml`) was of a model of another
+    shape: it would be skipped as finished, or resumed from checkpoints that do not fit."""
+    saved = stage_dir / "config.yaml"
+    if not saved.is_file():
+        return
+    try:
+        theirs = (yaml.safe_load(saved.read_text()) or {}).get("model")
+    except (yaml.YAMLError, AttributeError) as exc:
+        raise RecipeError(f"{saved} is not a stage's config.yaml ({exc}): {fix}, or move "
+                          f"{stage_dir} away") from None
+    if not isinstance(theirs, dict):
+        raise RecipeError(f"{saved} has no model: section: {fix}, or move {stage_dir} away")
+    differences = model.shape_differences(theirs)
+    if differences:
+        raise RecipeError(
+            f"{stage_dir} holds a run of model {theirs.get('name')!r}, not {model.name!r} ("
+            + "; ".join(differences[:4]) + f"): {fix}, or move that directory away")
 
 
 @dataclass(kw_only=True)

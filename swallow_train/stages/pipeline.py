@@ -20,6 +20,7 @@ from pathlib import Path
 
 from swallow_train.config import RecipeError, compose
 from swallow_train.models.config import ModelConfig
+from swallow_train.stages.common import check_stage_dir_model
 
 STAGES = ("cpt", "sft", "rl")
 TRAINING_STAGES = ("cpt", "sft")
@@ -77,6 +78,8 @@ def plan(recipe: PipelineRecipe) -> dict[str, object]:
         recipes[stage] = compose(stage, stage_overrides(recipe, stage))
         if hasattr(recipes[stage], "layout"):
             recipes[stage].layout()
+        check_stage_dir_model(recipes[stage].run.stage_dir(stage), recipes[stage].model,
+                              fix="give the pipeline another name= (or root=)")
     return recipes
 
 
