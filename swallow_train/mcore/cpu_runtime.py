@@ -224,6 +224,15 @@ def patch_distopt_torch_adam_step() -> None:
     cls.load_state_dict = load_state_dict
 
 
+def quiet_cuda_stream_advice() -> None:
+    """With sequence parallelism megatron advises CUDA_DEVICE_MAX_CONNECTIONS=1 on every layer
+    it builds: a CUDA stream setting, meaningless on CPU (the cluster job scripts set it)."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r"When using sequence parallelism it is "
+                            r"recommended to set the environment variable CUDA_DEVICE_MAX")
+
+
 CPU_PATCHES: tuple[Callable[[], None], ...] = (
     patch_current_device,
     patch_rng_tracker,
@@ -231,6 +240,7 @@ CPU_PATCHES: tuple[Callable[[], None], ...] = (
     patch_alltoall_split_sizes,
     patch_torch_norm_sequence_parallel,
     patch_cuda_factory_calls,
+    quiet_cuda_stream_advice,
 )
 NO_TE_PATCHES: tuple[Callable[[], None], ...] = (
     patch_router_gemm_without_te,
