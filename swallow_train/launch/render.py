@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from swallow_train.checkpoint_files import MARKER
+from swallow_train.config import RecipeError
 from swallow_train.launch.args import LaunchConfig
 from swallow_train.launch.cluster import ClusterConfig, Launcher, LaunchError, Scheduler
+from swallow_train.stages.common import check_stage_dir_model
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -146,10 +148,8 @@ def _validate(stage: str, recipe: Any) -> str:
     except LaunchError as exc:
         problems.append(str(exc))
     try:
-        from swallow_train.stages.common import check_stage_dir_model
-
         check_stage_dir_model(recipe.run.stage_dir(stage), recipe.model)
-    except ValueError as exc:  # RecipeError
+    except RecipeError as exc:
         problems.append(str(exc))
     if stage != "rl":
         try:

@@ -35,7 +35,6 @@ from swallow_train.rl.rollout import (
     score_groups,
 )
 from swallow_train.signals import StopRequest
-from swallow_train.stages.common import check_stage_dir_model
 
 DONE = "DONE"
 STATE = "state.pt"
@@ -205,7 +204,6 @@ def run_local(recipe: Any) -> int:
     from swallow_train.metrics.logger import MetricsLogger
 
     stage_dir = recipe.run.stage_dir("rl")
-    check_stage_dir_model(stage_dir, recipe.model)
     if (stage_dir / DONE).exists():
         _say(f"{stage_dir / DONE} exists, stage already finished; skipping")
         return 0

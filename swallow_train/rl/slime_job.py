@@ -17,7 +17,6 @@ from typing import Any
 from swallow_train.checkpoint_files import write_atomic
 from swallow_train.config import to_yaml
 from swallow_train.rl.slime import hf_checkpoint, render_ray_job, save_dir, shell_word
-from swallow_train.stages.common import check_stage_dir_model
 
 DONE = "DONE"
 
@@ -55,7 +54,6 @@ def write_slime_job(recipe: Any) -> int:
     """Validate (SlimeError lists every broken rule), print and write the stage's commands."""
     script = job_script(recipe)
     stage_dir = recipe.run.stage_dir("rl")
-    check_stage_dir_model(stage_dir, recipe.model)
     stage_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(stage_dir / "config.yaml", to_yaml(recipe))
     path = stage_dir / "slime_job.sh"

@@ -188,8 +188,7 @@ class PooledVerifier:
         pool, self._pool = self._pool, None
         if pool is not None:
             _kill_pool(pool, grace_s=5.0)
-            # the pool's manager thread reaps the workers too; once it has finished, every
-            # worker's exit status is recorded (no window where a dead worker looks alive)
+            # and wait for the pool's manager thread: close() leaves no thread or queue behind
             pool.shutdown(wait=True)
 
     def __enter__(self) -> PooledVerifier:

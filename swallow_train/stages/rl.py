@@ -28,7 +28,7 @@ from swallow_train.rl.grpo import LocalConfig
 from swallow_train.rl.prompts import RLDataConfig
 from swallow_train.rl.reward import RewardConfig
 from swallow_train.rl.slime import SlimeConfig
-from swallow_train.stages.common import InitConfig, RunConfig
+from swallow_train.stages.common import InitConfig, RunConfig, check_stage_dir_model
 
 DONE = "DONE"
 
@@ -54,6 +54,7 @@ class RLRecipe:
 
 
 def main(recipe: RLRecipe) -> int:
+    check_stage_dir_model(recipe.run.stage_dir("rl"), recipe.model)
     if recipe.backend is Backend.slime:
         from swallow_train.rl.slime_job import write_slime_job
 

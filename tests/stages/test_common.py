@@ -64,3 +64,16 @@ def test_launch_refuses_a_directory_of_another_model(tmp_path: Path, capsys) -> 
     assert "holds a run of model 'qwen3_8b', not 'qwen3_32b'" in capsys.readouterr().err
     assert sorted(p.name for p in (tmp_path / "r/sft").iterdir()) == ["DONE", "config.yaml"]
     assert (tmp_path / "r/sft/config.yaml").read_bytes() == saved
+
+
+@pytest.mark.parametrize("stage", ["cpt", "sft", "rl"])
+def test_a_stage_refuses_a_directory_of_another_model(tmp_path: Path, capsys, stage) -> None:
+    from swallow_train.cli import main
+
+    saved = _finished(tmp_path / "r" / stage, stage, "tiny_dense")
+    args = [stage, "model=tiny_moe", f"run.root={tmp_path}", "run.name=r",
+            f"data.prepared_dir={tmp_path / 'prepared'}"]
+    assert main(args) == 2
+    assert "holds a run of model 'tiny_dense', not 'tiny_moe'" in capsys.readouterr().err
+    assert (tmp_path / f"r/{stage}/config.yaml").read_bytes() == saved
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]  # nothing prepared, no run
