@@ -91,13 +91,14 @@ def main() -> None:
             "    source: {path: corpus.jsonl}\n    budget: 1000\n"
         )
         load_tokenizer(TOKENIZER)  # loaded (and megatron imported) once, outside the timings
-        import swallow_train.mcore.indexed  # noqa: F401
+        from swallow_train.mcore.indexed import ShardWriter
 
         def run_prepare(rep: int, w: int) -> int:
             result = prepare(
                 load_manifest(manifest),
                 root / f"run{rep}-w{w}",
                 TOKENIZER,
+                writer=ShardWriter,
                 workers=w,
                 progress=False,
                 in_process_below=0,

@@ -1,14 +1,23 @@
 """Training-step throughput of our megatron-core path against a plain transformers step.
 
-Qwen3-8B layer shape (hidden 4096, 32/8 heads, ffn 12288, 151,936 vocab) with fewer layers so
-it fits one GPU; the same batch, bf16, AdamW, in the same run. With CUDA + Transformer Engine
-our side uses the TE layer spec, the distributed optimizer and megatron's fused paths; the
-baseline is `Qwen3ForCausalLM` (SDPA attention) with torch's fused AdamW. Reports tokens/s/GPU,
-TFLOP/s/GPU and MFU (model FLOPs per token from ModelConfig.flops_per_token, H100/H200 dense
-bf16 peak 989 TFLOP/s) and the ratio ours / baseline per sequence length.
+Qwen3-8B layer shape (hidden 4096, 32/8 heads, ffn 12288, 151,936 vocab), 4 layers by default
+(2 layers would be 76% embedding and LM head: a benchmark of the head and the optimizer), the
+same batch and the same precision recipe on both sides, in the same run:
 
-    python bench/bench_train_step.py                       # GPU: 2 layers, 4K and 32K
-    python bench/bench_train_step.py --layers 4 --seqs 4096
+* ours: megatron-core with bf16 weights, fp32 main weights, fp32 gradient buffer, fp32 AdamW
+  state (distributed optimizer), TE layer spec and fused paths when CUDA + TE are present;
+* baseline: `Qwen3ForCausalLM` (SDPA attention) with fp32 weights, gradients and AdamW state
+  (torch's fused AdamW), forward/backward under `torch.autocast(bfloat16)`.
+
+Both compute matmuls in bf16 and keep fp32 master weights and fp32 Adam state; the difference
+left: ours stores a bf16 copy of the weights (autocast re-casts the fp32 weights every step).
+Both run under the trainer's deterministic mode (`train.deterministic`: off on GPU, on on CPU,
+as `swallow_train.mcore.trainer` sets it). Reports tokens/s/GPU, TFLOP/s/GPU and MFU (model
+FLOPs per token from ModelConfig.flops_per_token, H100/H200 dense bf16 peak 989 TFLOP/s) and
+the ratio ours / baseline per sequence length.
+
+    python bench/bench_train_step.py                       # GPU: 4 layers, 4K and 32K
+    python bench/bench_train_step.py --layers 8 --seqs 4096
     python bench/bench_train_step.py --tiny                # CPU smoke run (tiny shape, fp32)
 """
 
@@ -75,9 +84,8 @@ def baseline(model_cfg, seq: int, micro_batch: int, steps: int, warmup: int) -> 
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
     cuda = torch.cuda.is_available()
-    dtype = torch.bfloat16 if cuda else torch.float32
     config = Qwen3Config(**model_cfg.to_hf_config(), attn_implementation="sdpa")
-    model = Qwen3ForCausalLM(config).to("cuda" if cuda else "cpu", dtype)
+    model = Qwen3ForCausalLM(config).to("cuda" if cuda else "cpu", torch.float32)
     model.gradient_checkpointing_disable()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, betas=(0.9, 0.95),
                                   weight_decay=0.1, fused=cuda)
@@ -85,28 +93,44 @@ def baseline(model_cfg, seq: int, micro_batch: int, steps: int, warmup: int) -> 
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        model(input_ids=ids, labels=ids).loss.backward()
+        with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=cuda):
+            loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
 
     return _time(step, steps, warmup)
 
 
+def _set_deterministic(recipe) -> bool:
+    """The trainer's deterministic mode for this device (TrainConfig.deterministic)."""
+    from swallow_train.mcore.trainer import _configure_determinism
+
+    _configure_determinism(recipe)
+    return recipe.train.resolved_deterministic(torch.cuda.is_available())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--seqs", default="4096,32768")
     parser.add_argument("--micro-batch", type=int, default=1)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--tiny", action="store_true", help="tiny shape, for a CPU smoke run")
     args = parser.parse_args()
-    shape = compose("cpt", ["model=tiny_dense" if args.tiny else "model=qwen3_8b"]).model
-    model_cfg = replace(shape, num_layers=args.layers)
+    recipe = compose("cpt", ["model=tiny_dense" if args.tiny else "model=qwen3_8b"])
+    model_cfg = replace(recipe.model, num_layers=args.layers)
+    deterministic = _set_deterministic(recipe)
     seqs = [int(s) for s in args.seqs.split(",")] if not args.tiny else [128, 512]
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
-    print(f"{device}: {model_cfg.name} shape, {args.layers} layers, micro-batch "
-          f"{args.micro_batch}; median of {args.steps} steps after {args.warmup}")
+    embed = model_cfg.vocab_size * model_cfg.hidden_size * 2 / model_cfg.num_params()
+    precision = ("bf16 compute, fp32 master weights and Adam state on both sides"
+                 if torch.cuda.is_available() else "fp32 (CPU)")
+    print(f"{device}: {model_cfg.name} shape, {args.layers} layers "
+          f"({model_cfg.num_params() / 1e9:.2f}B parameters, {embed:.0%} embedding + LM head), "
+          f"micro-batch {args.micro_batch}; deterministic {'on' if deterministic else 'off'}; "
+          f"median of {args.steps} steps after {args.warmup}; precision: {precision}")
     results = []
     for seq in seqs:
         tokens = args.micro_batch * seq
@@ -129,7 +153,8 @@ def main() -> None:
             print(f"seq {seq:>6} {name:>8}: {r['tokens_per_s_per_gpu']:10.0f} tok/s/GPU "
                   f"{r['tflops_per_gpu']:7.2f} TFLOP/s  MFU {mfu}")
         print(f"seq {seq:>6}    ratio: {row['ratio']:.2f}x (ours / transformers)")
-    print(json.dumps({"device": device, "layers": args.layers, "results": results}))
+    print(json.dumps({"device": device, "layers": args.layers, "deterministic": deterministic,
+                      "results": results}))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ or a wrong type is an error before anything runs.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,9 +28,9 @@ class Command:
 
 
 COMMANDS: dict[str, Command] = {
-    "prepare": Command("cpt", "swallow_train.data.prepare:main",
+    "prepare": Command("cpt", "swallow_train.stages.prepare:cpt",
                        "tokenize the corpora of a CPT manifest to megatron .bin/.idx"),
-    "prepare-sft": Command("sft", "swallow_train.data.sft_prepare:main",
+    "prepare-sft": Command("sft", "swallow_train.stages.prepare:sft",
                            "filter, render and pack the conversations of an SFT manifest"),
     "prepare-rl": Command("rl", "swallow_train.rl.prompts:main",
                           "turn the Dolci-Think-RL math subset into slime prompt JSONL"),
@@ -45,6 +46,10 @@ COMMANDS: dict[str, Command] = {
                       "render (and submit) PBS / Grid Engine / Slurm job scripts"),
     "export": Command(None, "swallow_train.convert.cli:main",
                       "megatron torch_dist checkpoint -> Hugging Face directory"),
+    "doctor": Command(None, "swallow_train.doctor.cli:main",
+                      "preflight of a node: versions, GPUs, NCCL, dirs, tokenizer, self-tests"),
+    "serve": Command(None, "swallow_train.serve.cli:main",
+                     "vLLM's OpenAI-compatible server on an export (here, or a 1-node job)"),
 }
 
 
@@ -60,18 +65,8 @@ def usage() -> str:
     return "\n".join(lines)
 
 
-def describe(recipe: Any) -> str:
-    """The resolved recipe and, for stages with a parallel layout, the validated layout."""
-    from swallow_train.config import to_yaml
-
-    text = to_yaml(recipe)
-    if hasattr(recipe, "layout"):
-        text += f"\n# parallel layout: {recipe.layout().describe()}\n"
-    return text
-
-
 def main(argv: list[str] | None = None) -> int:
-    from swallow_train.config import compose
+    from swallow_train.config import compose, describe
     from swallow_train.errors import SwallowError
 
     args = list(sys.argv[1:] if argv is None else argv)
@@ -99,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         return int(_load(cmd.entry)(recipe) or 0)
     except SwallowError as exc:
-        print(f"swallow-train {name}: error: {exc}", file=sys.stderr)
+        # every rank of a job meets the same error: one message, from global rank 0
+        if os.environ.get("RANK", "0") == "0":
+            print(f"swallow-train {name}: error: {exc}", file=sys.stderr)
         return 2
 
 

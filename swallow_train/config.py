@@ -126,9 +126,26 @@ def compose(stage: str, overrides: list[str] | tuple[str, ...] = ()) -> Any:
             "(check the spelling; every recipe section is a typed dataclass)"
         )
     try:
-        return OmegaConf.to_object(node)
+        recipe = OmegaConf.to_object(node)
     except Exception as exc:  # MissingMandatoryValue, ValidationError
         raise RecipeError(f"recipe {stage!r} is incomplete:\n{_message(exc)}") from None
+    check(stage, recipe)
+    return recipe
+
+
+def check(stage: str, recipe: Any) -> None:
+    """Every numeric field in its range (`swallow_train/ranges.py`), then the root recipe's own
+    `recipe_errors()` (settings its stage or backend cannot honour); RecipeError lists all."""
+    from swallow_train.ranges import range_errors
+
+    errors = range_errors(recipe)
+    if errors:
+        raise RecipeError(f"recipe {stage!r} has values out of range:\n"
+                          + "\n".join(f"  - {e}" for e in errors))
+    refusals = recipe.recipe_errors() if hasattr(recipe, "recipe_errors") else []
+    if refusals:
+        raise RecipeError(f"recipe {stage!r} is inconsistent or asks for what it cannot do:\n"
+                          + "\n".join(f"  - {e}" for e in refusals))
 
 
 def to_yaml(recipe: Any) -> str:
@@ -136,3 +153,31 @@ def to_yaml(recipe: Any) -> str:
     from omegaconf import OmegaConf
 
     return OmegaConf.to_yaml(OmegaConf.structured(recipe))
+
+
+
+def describe(recipe: Any) -> str:
+    """What `--dry-run` prints: the resolved recipe and, for stages with a parallel layout, the
+    validated layout, then the per-GPU memory plan (`recipe_memory_plan`)."""
+    text = to_yaml(recipe)
+    if hasattr(recipe, "layout"):
+        text += f"\n# parallel layout: {recipe.layout().describe()}\n"
+    return text + recipe_memory_plan(recipe)
+
+
+def recipe_memory_plan(recipe: Any) -> str:
+    """The printed plan of a composed stage recipe: CPT/SFT (anything with `layout()`) on its
+    cluster, or the slime RL job; '' for the local RL backend. Raises LayoutError with the fix
+    when it does not fit."""
+    from swallow_train.memory_plan import check_training
+    from swallow_train.memory_plan_rl import rl_memory_plan
+
+    if hasattr(recipe, "layout"):
+        return check_training(recipe.model, recipe.parallel, recipe.layout(),
+                              seq_length=recipe.train.seq_length,
+                              micro_batch_size=recipe.train.micro_batch_size,
+                              cluster=recipe.cluster.name,
+                              gpus_per_node=recipe.cluster.gpus_per_node).describe()
+    if getattr(recipe, "backend", None) is not None and recipe.backend.value == "slime":
+        return rl_memory_plan(recipe).describe()
+    return ""

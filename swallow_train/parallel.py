@@ -9,14 +9,53 @@ the field to change.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 from swallow_train.errors import SwallowError
 from swallow_train.models.config import ModelConfig
 
 
+class Recompute(StrEnum):
+    """Activation recompute (megatron's `recompute_granularity` / `recompute_modules`). Costs
+    and savings per layer at 32K are in the README's training-loop table."""
+
+    full = "full"
+    """Every layer, uniform, 1 layer per unit: stores only each layer's input, reruns the
+    whole layer forward in backward (+32% FLOPs for the Qwen3 sizes at 32K)."""
+    moe = "moe"
+    """Selective, `recompute_modules=[moe]`: the MoE block (router, dispatch, experts, combine)
+    reruns in backward; attention is stored, so flash attention is not rerun."""
+    moe_act = "moe_act"
+    """Selective, `recompute_modules=[moe_act, layernorm]`: output-discarding recompute of the
+    experts' SwiGLU and the pre-MoE RMSNorm (TE fuses the input norm into the QKV GEMM):
+    elementwise work only, but it saves far less (30B-A3B at 32K does not fit an H200)."""
+
+
+RECOMPUTE_MODULES: dict[str, list[str]] = {
+    Recompute.moe: ["moe"],
+    Recompute.moe_act: ["moe_act", "layernorm"],
+}
+"""megatron's `recompute_modules` of the selective choices, listed explicitly: its
+`moe_layer_recompute` would add its default `core_attn` (flash attention rerun in backward)."""
+
+
+class MoeDispatcher(StrEnum):
+    alltoall = "alltoall"
+    allgather = "allgather"
+
+
+class CrossEntropyImpl(StrEnum):
+    te = "te"
+    """Transformer Engine's fused kernel (Megatron-Bridge's Qwen3 choice)."""
+    native = "native"
+    """megatron-core's own fused implementation."""
+
+
 @dataclass(kw_only=True)
 class ParallelConfig:
-    """How one model replica is split. Data parallelism is what is left of the world size."""
+    """How one model replica is split. Data parallelism is what is left of the world size.
+    The performance settings after `recompute` are Megatron-Bridge's Qwen3 defaults; what each
+    costs or saves, and which are inactive on CPU, is in the README's training-loop table."""
 
     tp: int = 1
     """Tensor parallel size."""
@@ -32,12 +71,31 @@ class ParallelConfig:
     """Expert tensor parallel size; None: megatron-core's default (= tp)."""
     sequence_parallel: bool = False
     distributed_optimizer: bool = True
-    overlap_grad_reduce: bool = False
-    overlap_param_gather: bool = False
-    moe_token_dispatcher: str = "alltoall"
+    moe_token_dispatcher: MoeDispatcher = MoeDispatcher.alltoall
     moe_grouped_gemm: bool = False
-    recompute: str | None = None
-    """None, `full` (all layers, uniform) or `moe` (MoE layers only, as the Swallow 30B job)."""
+    recompute: Recompute | None = None
+    """None: store every activation; see `Recompute`."""
+    overlap_grad_reduce: bool = False
+    """DDP: reduce-scatter each gradient bucket as soon as backward fills it (during backward)
+    instead of all buckets after it. Works on CPU (gloo) too."""
+    overlap_param_gather: bool = False
+    """Distributed optimizer: all-gather the updated parameters bucket by bucket during the next
+    forward instead of right after the optimizer step. The trainer syncs them before every save,
+    evaluation and the HF export. Works on CPU (gloo) too."""
+    gradient_accumulation_fusion: bool = True
+    """TE GEMMs accumulate weight gradients straight into megatron DDP's fp32 `main_grad`
+    (no bf16 grad tensor, no extra add). GPU with TE only; inactive on CPU."""
+    apply_rope_fusion: bool = True
+    """TE's fused RoPE kernel; the unfused THD path (packed SFT) splits every micro-batch per
+    sample with a host sync in every layer. GPU with TE only; inactive on CPU."""
+    cross_entropy_loss_fusion: bool = True
+    """Fused vocab-parallel cross entropy: no fp32 copy of the [tokens, vocab/TP] logits.
+    GPU only; inactive on CPU."""
+    cross_entropy_fusion_impl: CrossEntropyImpl = CrossEntropyImpl.te
+    tp_comm_overlap: bool = False
+    """TE userbuffers: overlap TP all-gather / reduce-scatter with the GEMMs (TP > 1 with
+    sequence parallel). Rendered for slime (Megatron-LM bootstraps the buffers); refused by this
+    repository's trainer, which does not bootstrap them (see the README)."""
 
 
 class LayoutError(SwallowError, ValueError):
@@ -172,13 +230,7 @@ def validate_layout(
         f"{micro_batch_size} x {dp}: change train.global_batch_size, train.micro_batch_size "
         "or the number of GPUs",
     )
-    if p.recompute not in (None, "full", "moe"):
-        errors.append(f"parallel.recompute={p.recompute!r} must be null, 'full' or 'moe'")
-    if p.moe_token_dispatcher not in ("alltoall", "allgather"):
-        errors.append(
-            f"parallel.moe_token_dispatcher={p.moe_token_dispatcher!r} must be 'alltoall' or "
-            "'allgather'"
-        )
+    errors += _performance_errors(model, p)
     if errors:
         raise LayoutError(_format(errors))
     return Layout(
@@ -193,6 +245,37 @@ def validate_layout(
         sequence_parallel=p.sequence_parallel and p.tp > 1,
         grad_accum_steps=(global_batch_size or 0) // (micro_batch_size * dp),
     )
+
+
+def _is(enum: type[StrEnum], value: object) -> bool:
+    return isinstance(value, str) and value in {e.value for e in enum}
+
+
+def _performance_errors(model: ModelConfig, p: ParallelConfig) -> list[str]:
+    """The recompute / overlap / dispatcher settings megatron-core would reject later."""
+    errors: list[str] = []
+    if p.recompute is not None and not _is(Recompute, p.recompute):
+        errors.append(f"parallel.recompute={p.recompute!r} must be null or one of "
+                      f"{', '.join(repr(e.value) for e in Recompute)}")
+    elif p.recompute in (Recompute.moe, Recompute.moe_act) and not model.is_moe:
+        errors.append(f"parallel.recompute={p.recompute} needs an MoE model: use "
+                      "parallel.recompute=full (or null) for a dense model")
+    elif p.recompute == Recompute.moe_act and not p.moe_grouped_gemm:
+        errors.append("parallel.recompute=moe_act needs parallel.moe_grouped_gemm=true "
+                      "(megatron-core recomputes the SwiGLU of grouped experts only)")
+    if not _is(MoeDispatcher, p.moe_token_dispatcher):
+        errors.append(f"parallel.moe_token_dispatcher={p.moe_token_dispatcher!r} must be one of "
+                      f"{', '.join(repr(e.value) for e in MoeDispatcher)}")
+    if not _is(CrossEntropyImpl, p.cross_entropy_fusion_impl):
+        errors.append(f"parallel.cross_entropy_fusion_impl={p.cross_entropy_fusion_impl!r} must "
+                      f"be one of {', '.join(repr(e.value) for e in CrossEntropyImpl)}")
+    if p.overlap_param_gather and not p.distributed_optimizer:
+        errors.append("parallel.overlap_param_gather=true needs "
+                      "parallel.distributed_optimizer=true (it gathers the optimizer's shards)")
+    if p.tp_comm_overlap and not (p.tp > 1 and p.sequence_parallel):
+        errors.append(f"parallel.tp_comm_overlap=true needs parallel.tp > 1 (is {p.tp}) and "
+                      "parallel.sequence_parallel=true")
+    return errors
 
 
 def _format(errors: list[str]) -> str:

@@ -49,14 +49,9 @@ class StopRequest:
 
     def requested(self) -> int | None:
         """The signal number if any rank received a stop signal (collective when distributed)."""
-        import torch
-        import torch.distributed as dist
+        from swallow_train import collectives
 
-        if not dist.is_initialized():
-            return self.received
-        flag = torch.tensor([self.received or 0], dtype=torch.int32)
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        return int(flag.item()) or None
+        return collectives.max_int(self.received or 0) or None
 
     @staticmethod
     def exit_code(signum: int) -> int:

@@ -110,5 +110,5 @@ def test_resaving_a_step_replaces_it_atomically(tmp_path) -> None:
     _save(ckpts, 10, b"first")
     _save(ckpts, 10, b"second")
     assert (ckpts.path(10) / "weights.bin").read_bytes() == b"second"
-    sums = json.loads((ckpts.path(10) / "checksums.json").read_text())
+    sums = json.loads((ckpts.path(10) / "checksums.json").read_text())["files"]
     assert sums["weights.bin"][0] == len(b"second")

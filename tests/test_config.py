@@ -8,8 +8,8 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
+from swallow_train.cluster import ClusterConfig
 from swallow_train.config import RecipeError, compose, recipes_dir
-from swallow_train.launch.cluster import ClusterConfig
 from swallow_train.mcore.config import DecayStyle
 from swallow_train.models.config import ModelConfig
 from swallow_train.parallel import ParallelConfig

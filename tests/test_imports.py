@@ -43,7 +43,7 @@ def test_light_modules_import_without_megatron() -> None:
         "from swallow_train.config import compose\n"
         "for stage in ('cpt', 'sft', 'pipeline'):\n"
         "    compose(stage, ['model=tiny_dense'] if stage != 'pipeline' else [])\n"
-        "import swallow_train.data.sources, swallow_train.launch.cluster\n"
+        "import swallow_train.data.sources, swallow_train.cluster\n"
         "import swallow_train.metrics.logger, swallow_train.checkpoint_files\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
         "('megatron', 'transformer_engine', 'slime'))\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from swallow_train.config import compose
-from swallow_train.parallel import LayoutError, ParallelConfig, validate_layout
+from swallow_train.parallel import LayoutError, ParallelConfig, Recompute, validate_layout
 
 
 def _model(name: str):
@@ -40,6 +40,17 @@ INVALID = [
     ("qwen3_8b", dict(tp=2), 128, 100, 1, 4096, ["global_batch_size=100", "micro_batch_size x DP"]),
     ("qwen3_8b", dict(recompute="selective"), 8, 8, 1, 4096, ["parallel.recompute"]),
     ("qwen3_8b", dict(tp=0), 8, 8, 1, 4096, ["parallel.tp=0 must be >= 1"]),
+    ("qwen3_8b", dict(recompute="moe"), 8, 8, 1, 4096,
+     ["parallel.recompute=moe needs an MoE model", "parallel.recompute=full"]),
+    ("qwen3_30b_a3b", dict(ep=8, recompute="moe_act"), 8, 8, 1, 4096,
+     ["parallel.recompute=moe_act needs parallel.moe_grouped_gemm=true"]),
+    ("qwen3_8b", dict(overlap_param_gather=True, distributed_optimizer=False), 8, 8, 1, 4096,
+     ["parallel.overlap_param_gather=true needs parallel.distributed_optimizer=true"]),
+    ("qwen3_32b", dict(tp=1, tp_comm_overlap=True), 8, 8, 1, 4096,
+     ["parallel.tp_comm_overlap=true needs parallel.tp > 1 (is 1)",
+      "parallel.sequence_parallel=true"]),
+    ("qwen3_30b_a3b", dict(ep=8, moe_token_dispatcher="flex"), 8, 8, 1, 4096,
+     ["parallel.moe_token_dispatcher='flex' must be one of 'alltoall', 'allgather'"]),
 ]
 
 
@@ -81,3 +92,43 @@ def test_recipe_layout_uses_the_cluster_world_size() -> None:
     assert recipe.layout().world_size == 64
     with pytest.raises(LayoutError, match="world size 60"):
         compose("cpt", ["model=qwen3_32b", "cluster=tsubame4", "cluster.nodes=15"]).layout()
+
+
+@pytest.mark.parametrize("stage", ["cpt", "sft"])
+@pytest.mark.parametrize("model", ["qwen3_8b", "qwen3_30b_a3b", "qwen3_32b"])
+def test_cluster_recipes_carry_the_performance_defaults(stage, model) -> None:
+    """Megatron-Bridge's Qwen3 defaults, with the Swallow layouts unchanged; the 30B-A3B keeps
+    MoE-block recompute (attention stored: no flash-attention rerun); tp_comm_overlap stays off."""
+    p = compose(stage, [f"model={model}"]).parallel
+    layout = {"qwen3_8b": (2, 1, 1), "qwen3_30b_a3b": (1, 2, 8), "qwen3_32b": (4, 2, 1)}[model]
+    assert (p.tp, p.cp, p.ep) == layout and p.sequence_parallel
+    assert p.overlap_grad_reduce and p.overlap_param_gather and p.distributed_optimizer
+    assert p.gradient_accumulation_fusion and p.apply_rope_fusion and p.cross_entropy_loss_fusion
+    assert not p.tp_comm_overlap
+    assert p.recompute == (Recompute.moe if model == "qwen3_30b_a3b" else None)
+
+
+def test_tiny_cpu_recipes_keep_ddp_overlap_off() -> None:
+    p = compose("cpt", ["model=tiny_dense"]).parallel
+    assert not (p.overlap_grad_reduce or p.overlap_param_gather or p.tp_comm_overlap)
+
+
+def test_the_same_fields_render_as_megatron_lm_flags_for_slime() -> None:
+    """slime's Megatron-LM takes the layout from the same ParallelConfig: Megatron-LM's defaults
+    (fusions on) write nothing, so the RL goldens stay as they were."""
+    from swallow_train.rl.megatron_args import parallel_args
+
+    moe = _model("qwen3_30b_a3b")
+    assert parallel_args(moe, ParallelConfig(ep=8, recompute="moe"))[-4:] == [
+        "--recompute-granularity", "selective", "--recompute-modules", "moe"]
+    assert parallel_args(moe, ParallelConfig(ep=8, moe_grouped_gemm=True,
+                                             recompute="moe_act"))[-5:] == [
+        "--recompute-granularity", "selective", "--recompute-modules", "moe_act", "layernorm"]
+    dense = _model("qwen3_32b")
+    base = parallel_args(dense, ParallelConfig(tp=4, sequence_parallel=True))
+    every = parallel_args(dense, ParallelConfig(
+        tp=4, sequence_parallel=True, overlap_grad_reduce=True, overlap_param_gather=True,
+        gradient_accumulation_fusion=False, apply_rope_fusion=False, tp_comm_overlap=True))
+    assert every == [*base, "--overlap-grad-reduce", "--use-distributed-optimizer",
+                     "--overlap-param-gather", "--no-gradient-accumulation-fusion",
+                     "--no-rope-fusion", "--tp-comm-overlap"]

@@ -49,6 +49,18 @@ module load cuda/12.9/12.9.1 cudnn/9.10/9.10.2 nccl/2.27/2.27.5-1 hpcx/2.20 || e
 export CUDA_DEVICE_MAX_CONNECTIONS=1
 export PYTHONUNBUFFERED=1
 
+# --- the prepared data must be there and current: a multi-node job does not tokenize (rank 0
+# would work for hours while every GPU waits). The CPU jobs that prepare it:
+#   swallow-train launch stage=prepare cluster=abci3 group=gxx00000 model=qwen3_32b run.name=qwen3_32b
+DATA_CHECK=(
+  python -m swallow_train.data.ready cpt
+  cluster=abci3 cluster.nodes=32 cluster.group=gxx00000 model=qwen3_32b run.name=qwen3_32b
+)
+if ! "${DATA_CHECK[@]}"; then
+  say "error: $STAGE needs its prepared data first (the command is above); nothing was launched"
+  exit 1
+fi
+
 # --- nodes and rendezvous: the master is the first host the scheduler lists
 HOSTS=$(mktemp) || exit 1
 HOSTFILE=$(mktemp) || exit 1

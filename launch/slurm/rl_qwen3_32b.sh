@@ -68,6 +68,17 @@ MASTER_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("", 0)); p
 export MASTER_ADDR MASTER_PORT
 say "$STAGE: $NNODES node(s) x $GPUS_PER_NODE GPU(s), master $MASTER_ADDR:$MASTER_PORT, job $JOB_ID"
 
+# --- slime and the Megatron-LM it runs with (cluster.slime_train_script, cluster.megatron_path;
+# the rendered flags were checked against slime 624b824 with Megatron-LM 1dcf0da)
+if ! test -f third_party/slime/train.py; then
+  say "error: slime's train.py is not at third_party/slime/train.py: set cluster.slime_train_script=<path of slime's train.py> (or clone slime there)"
+  exit 1
+fi
+if ! test -d third_party/Megatron-LM/megatron; then
+  say "error: no Megatron-LM checkout at third_party/Megatron-LM: set cluster.megatron_path=<Megatron-LM checkout> (or clone it there)"
+  exit 1
+fi
+
 # --- the same recipe, composed and validated again now that the SFT export exists; this
 # writes $STAGE_DIR/config.yaml, which the HF export at the end reads
 RECIPE=(
@@ -116,8 +127,8 @@ fi
 # shellcheck disable=SC2329  # run in the background by the supervisor below
 submit_rl() {
   ray job submit --submission-id "$SUBMISSION_ID" --address=http://127.0.0.1:8265 \
-    --runtime-env-json="{\"env_vars\": {\"PYTHONPATH\": \"/root/Megatron-LM:${PWD}\", \"CUDA_DEVICE_MAX_CONNECTIONS\": \"1\", \"NCCL_NVLS_ENABLE\": \"0\", \"MASTER_ADDR\": \"${MASTER_ADDR:-127.0.0.1}\", \"no_proxy\": \"${MASTER_ADDR:-127.0.0.1},127.0.0.1,localhost\", \"SWALLOW_REWARD_WORKERS\": \"4\", \"SWALLOW_REWARD_TIMEOUT_S\": \"10\"}}" \
-    -- python3 /root/slime/train.py \
+    --runtime-env-json="{\"env_vars\": {\"PYTHONPATH\": \"${PWD}/third_party/Megatron-LM:${PWD}\", \"CUDA_DEVICE_MAX_CONNECTIONS\": \"1\", \"NCCL_NVLS_ENABLE\": \"0\", \"MASTER_ADDR\": \"${MASTER_ADDR:-127.0.0.1}\", \"no_proxy\": \"${MASTER_ADDR:-127.0.0.1},127.0.0.1,localhost\", \"SWALLOW_REWARD_WORKERS\": \"4\", \"SWALLOW_REWARD_TIMEOUT_S\": \"10\"}}" \
+    -- python3 "${PWD}/third_party/slime/train.py" \
     --actor-num-nodes 4 \
     --actor-num-gpus-per-node 8 \
     --colocate \

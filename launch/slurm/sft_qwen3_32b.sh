@@ -52,6 +52,18 @@ fi
 export CUDA_DEVICE_MAX_CONNECTIONS=1
 export PYTHONUNBUFFERED=1
 
+# --- the prepared data must be there and current: a multi-node job does not tokenize (rank 0
+# would work for hours while every GPU waits). The CPU jobs that prepare it:
+#   swallow-train launch stage=prepare-sft cluster=slurm model=qwen3_32b run.name=qwen3_32b
+DATA_CHECK=(
+  python -m swallow_train.data.ready sft
+  cluster=slurm cluster.nodes=8 cluster.queue=gpu model=qwen3_32b run.name=qwen3_32b
+)
+if ! "${DATA_CHECK[@]}"; then
+  say "error: $STAGE needs its prepared data first (the command is above); nothing was launched"
+  exit 1
+fi
+
 # --- nodes and rendezvous: the master is the first host the scheduler lists
 HOSTS=$(mktemp) || exit 1
 HOSTFILE=$(mktemp) || exit 1

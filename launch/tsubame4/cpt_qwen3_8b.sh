@@ -11,8 +11,8 @@
 # The group goes on the command line (qsub -g tga-xxxxx), not into the script.
 #
 # cpt of run qwen3_8b on tsubame4: 32 node(s) x 4 GPU(s)
-# layout: world 128 = TP2 x PP1 x CP1 x DP64 | EP1 ETP2 | SP on | 4 micro-batches per step per DP rank
-# rendered by: swallow-train launch stage=cpt cluster=tsubame4 nodes=32 group=tga-xxxxx model=qwen3_8b run.name=qwen3_8b
+# layout: world 128 = TP2 x PP1 x CP2 x DP32 | EP1 ETP2 | SP on | 8 micro-batches per step per DP rank
+# rendered by: swallow-train launch stage=cpt cluster=tsubame4 nodes=32 group=tga-xxxxx model=qwen3_8b run.name=qwen3_8b parallel.cp=2
 # submit with: qsub -terse -g tga-xxxxx runs/qwen3_8b/cpt/job.sge.sh
 # Re-render rather than edit: the job runs `python -m swallow_train cpt` with the same
 # overrides, so it composes exactly the recipe that was validated.
@@ -49,6 +49,19 @@ module load cuda/12.8.0 cudnn/9.8.0 nccl/2.26.2 openmpi/5.0.7-gcc || exit 1
 export CUDA_DEVICE_MAX_CONNECTIONS=1
 export PYTHONUNBUFFERED=1
 
+# --- the prepared data must be there and current: a multi-node job does not tokenize (rank 0
+# would work for hours while every GPU waits). The CPU jobs that prepare it:
+#   swallow-train launch stage=prepare cluster=tsubame4 group=tga-xxxxx model=qwen3_8b run.name=qwen3_8b parallel.cp=2
+DATA_CHECK=(
+  python -m swallow_train.data.ready cpt
+  cluster=tsubame4 cluster.nodes=32 cluster.group=tga-xxxxx model=qwen3_8b run.name=qwen3_8b
+  parallel.cp=2
+)
+if ! "${DATA_CHECK[@]}"; then
+  say "error: $STAGE needs its prepared data first (the command is above); nothing was launched"
+  exit 1
+fi
+
 # --- nodes and rendezvous: the master is the first host the scheduler lists
 HOSTS=$(mktemp) || exit 1
 HOSTFILE=$(mktemp) || exit 1
@@ -77,6 +90,7 @@ LAUNCH=(
   -x CUDA_DEVICE_MAX_CONNECTIONS
   python -m swallow_train cpt
   cluster=tsubame4 cluster.nodes=32 cluster.group=tga-xxxxx model=qwen3_8b run.name=qwen3_8b
+  parallel.cp=2
 )
 
 # --- run the launcher in the background and wait, so that the scheduler's warning (and this

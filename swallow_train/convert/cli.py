@@ -11,51 +11,19 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 from pathlib import Path
 
 import yaml
 
+from swallow_train.convert.checkpoint_dir import resolve_iteration_dir
+from swallow_train.convert.common_pt import COMMON_FILE, read_common_pt
 from swallow_train.convert.names import NameMap, Spec
 from swallow_train.convert.transforms import ConversionError
 from swallow_train.models.config import ModelConfig
 from swallow_train.tokenizer import TokenizerError
 
 DTYPES = ("bf16", "fp32")
-LATEST_FILE = "latest_checkpointed_iteration.txt"
-"""What megatron (and the training loop) write next to `iter_{step:07d}/`: the latest step."""
-
-
-def resolve_iteration_dir(ckpt_dir: str | os.PathLike[str], iteration: int | None = None) -> Path:
-    """`{root}/iter_{step:07d}` of the requested or latest step (`{root}/release` for
-    "release"); a directory that is itself a dist-checkpoint is returned as it is."""
-    root = Path(ckpt_dir)
-    if not root.is_dir():
-        raise ConversionError(f"checkpoint directory {root} does not exist")
-    if iteration is not None:
-        path = root / f"iter_{iteration:07d}"
-    elif (root / "metadata.json").is_file():
-        return root
-    elif (root / LATEST_FILE).is_file():
-        latest = (root / LATEST_FILE).read_text().strip()
-        if latest == "release":
-            path = root / "release"
-        elif latest.isdigit():
-            path = root / f"iter_{int(latest):07d}"
-        else:
-            raise ConversionError(f"{root / LATEST_FILE} holds {latest!r}, not a step number "
-                                  "or 'release'")
-    else:
-        raise ConversionError(f"{root} has no {LATEST_FILE} and is no dist-checkpoint directory: "
-                              "pass the checkpoints/ directory of a stage, or --iteration N")
-    if not (path / "metadata.json").is_file():
-        steps = sorted(p.name for p in root.glob("iter_*"))
-        raise ConversionError(f"{path} is not a torch_dist checkpoint (no metadata.json); "
-                              f"available: {', '.join(steps) or 'none'}")
-    return path
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="swallow-train export", description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", required=True,
@@ -114,7 +82,20 @@ def plan(args: argparse.Namespace, model: ModelConfig) -> str:
     size = params * (2 if args.dtype == "bf16" else 4)
     return (f"export {iter_dir}\n  model {model.name}: {model.hf_architecture}, {params:,} "
             f"parameters in {len(tensors)} tensors ({size / 1e9:.2f} GB {args.dtype})\n"
+            f"{_common_line(iter_dir)}"
             f"  -> {args.out} (tokenizer {args.tokenizer or model.tokenizer})")
+
+
+def _common_line(iter_dir: Path) -> str:
+    """What the checkpoint's common.pt says (Megatron-LM / slime: iteration, args), read with
+    the restricted reader; the weights never need it, so an unreadable one is only reported."""
+    path = iter_dir / COMMON_FILE
+    if not path.is_file():
+        return ""
+    try:
+        return f"  {COMMON_FILE}: {read_common_pt(path).describe()}\n"
+    except ConversionError as exc:
+        return f"  {COMMON_FILE}: {exc} (not needed for the weights)\n"
 
 
 def main(argv: list[str]) -> int:

@@ -23,6 +23,12 @@ from typing import Any
 
 import torch
 
+from swallow_train.convert.hf_meta import (
+    GENERATION_DEFAULTS,
+    QWEN3_BOS,
+    StartTokens,
+    check_rope_and_window,
+)
 from swallow_train.convert.names import NameMap, Spec
 from swallow_train.convert.shards import (
     INDEX_NAME,
@@ -37,10 +43,6 @@ from swallow_train.models.config import ModelConfig
 DEFAULT_MAX_SHARD_BYTES = 5 * 2**30
 PARALLEL_SHARDS = 2
 """Shards written at the same time, one thread each (file writes release the GIL)."""
-GENERATION_DEFAULTS: dict[str, Any] = {
-    "do_sample": True, "temperature": 0.6, "top_p": 0.95, "top_k": 20, "min_p": 0.0,
-}
-"""Qwen3's recommended sampling (thinking mode), written to generation_config.json."""
 DTYPE_NAMES = {torch.bfloat16: "bfloat16", torch.float16: "float16", torch.float32: "float32"}
 
 
@@ -91,15 +93,19 @@ def _dump_json(path: Path, obj: Any) -> None:
     path.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
-def generation_config(tok: Any, model: ModelConfig) -> dict[str, Any]:
-    """generation_config.json: Qwen3's sampling defaults, stop on <|im_end|> and <|endoftext|>."""
+def generation_config(tok: Any, start: StartTokens | None = None) -> dict[str, Any]:
+    """generation_config.json: the start checkpoint's as it was; without one, Qwen3's model
+    card sampling defaults, stopping on <|im_end|> and <|endoftext|>."""
+    if start is not None and start.generation_config is not None:
+        return dict(start.generation_config)
     stops = [tok.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")]
     eos = [int(i) for i in stops if i is not None and i != tok.unk_token_id]
-    return {**GENERATION_DEFAULTS, "bos_token_id": model.to_hf_config()["bos_token_id"],
+    bos = QWEN3_BOS if start is None or start.bos_token_id is None else start.bos_token_id
+    return {**GENERATION_DEFAULTS, "bos_token_id": bos,
             "eos_token_id": eos or [int(tok.eos_token_id)], "pad_token_id": int(tok.pad_token_id)}
 
 
-def _write_tokenizer(spec: str, model: ModelConfig, out: Path) -> None:
+def _write_tokenizer(spec: str, out: Path, start: StartTokens | None) -> None:
     from swallow_train.tokenizer import load_tokenizer
 
     tok = load_tokenizer(spec)
@@ -107,17 +113,18 @@ def _write_tokenizer(spec: str, model: ModelConfig, out: Path) -> None:
         raise ConversionError(f"tokenizer {spec!r} has no chat template; use one that has "
                               "(bundled:qwen3, Qwen/Qwen3-8B)")
     tok.save_pretrained(str(out))
-    _dump_json(out / "generation_config.json", generation_config(tok, model))
+    _dump_json(out / "generation_config.json", generation_config(tok, start))
 
 
 def write_hf_checkpoint(state_dict: dict[str, torch.Tensor], model: ModelConfig,
                         out_dir: str | os.PathLike[str], *, tokenizer: str,
                         dtype: torch.dtype = torch.bfloat16,
                         max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
-                        progress: bool = True) -> Path:
+                        progress: bool = True, start: StartTokens | None = None) -> Path:
     """Write HF-named tensors as a complete HF checkpoint directory at `out_dir` (atomically).
     A live `transformers` model's `state_dict()` is accepted as it is (fused MoE experts are
-    split back, a tied lm_head dropped: `from_transformers_layout`)."""
+    split back, a tied lm_head dropped: `from_transformers_layout`). `start`: the bos/eos and
+    generation_config.json carried over from the stage's start checkpoint (None: Qwen3's)."""
     if dtype not in DTYPE_NAMES:
         raise ValueError(f"dtype {dtype} is not one of {sorted(DTYPE_NAMES.values())}")
     state_dict = from_transformers_layout(state_dict, model)
@@ -145,8 +152,10 @@ def write_hf_checkpoint(state_dict: dict[str, torch.Tensor], model: ModelConfig,
         total = sum(s for _, s in sizes)
         _dump_json(tmp / INDEX_NAME, {"metadata": {"total_size": total}, "weight_map": weight_map})
         config = model.to_hf_config(torch_dtype=DTYPE_NAMES[dtype])
+        if start is not None:
+            config.update(bos_token_id=start.bos_token_id, eos_token_id=start.eos_token_id)
         _dump_json(tmp / "config.json", {**config, "dtype": DTYPE_NAMES[dtype]})
-        _write_tokenizer(tokenizer, model, tmp)
+        _write_tokenizer(tokenizer, tmp, start)
         _replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -192,6 +201,7 @@ def read_hf_config(path: str | os.PathLike[str], name: str = "hf") -> ModelConfi
     if hf.get("model_type") not in ("qwen3", "qwen3_moe"):
         raise ConversionError(f"{file}: model_type {hf.get('model_type')!r} is not qwen3 or "
                               "qwen3_moe")
+    check_rope_and_window(hf, file)
     return ModelConfig.from_hf_config(hf, name=name)
 
 

@@ -15,6 +15,12 @@ the last user turn; earlier assistant turns are rendered (and trained) as bare a
 not trained on. Trailing user turns after the last assistant turn carry no loss and would make
 the template drop the last turn's reasoning too, so they are trimmed (and counted).
 
+Record rules (`drop_reason`; each dropped conversation is counted under its first reason): an
+assistant turn must follow a user turn (`consecutive_assistant`); reasoning is given once, either
+in `reasoning_content` or as one leading `<think>...</think>` block of the content
+(`reasoning_twice`, `malformed_think`); every assistant turn has a non-blank answer
+(`empty_answer`).
+
     from swallow_train.data.chat import render
     r = render(tok, [{"role": "user", "content": "1+1?"},
                      {"role": "assistant", "content": "2", "reasoning_content": "1+1=2"}])
@@ -24,6 +30,7 @@ the template drop the last turn's reasoning too, so they are trimmed (and counte
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -72,15 +79,66 @@ def validate_messages(value: Any, where: str, field: str = "messages") -> list[d
     return out
 
 
+DROP_RULES = {
+    "no_assistant": "no assistant turn to train on",
+    "special_tokens": "a text contains <|im_start|>, <|im_end|> or <|endoftext|>; remove them",
+    "consecutive_assistant": "two assistant turns in a row; merge them into one turn or put "
+    "the user turn between them",
+    "reasoning_twice": "reasoning given twice; keep it in reasoning_content or as a leading "
+    "<think>...</think> in content, not both",
+    "malformed_think": "the <think> tags of a content must form one leading "
+    "<think>...</think> block",
+    "empty_answer": "an assistant turn with an empty answer; write the answer or drop the turn",
+}
+"""Each record rule and how to fix a record that breaks it, in the order they are checked (a
+dropped conversation is counted under the first rule it breaks)."""
+DROP_REASONS = tuple(DROP_RULES)
+THINK = ("<think>", "</think>")
+
+
+def _think_problem(m: dict[str, Any]) -> str | None:
+    """`reasoning_twice` when an assistant turn sets `reasoning_content` and also has think tags
+    (in its content or inside the reasoning); `malformed_think` when its content's tags are not
+    exactly one leading `<think>...</think>` block (the template would silently drop the text
+    before `<think>` or between blocks, or train a lone tag as answer text)."""
+    content, reasoning = m["content"], m.get("reasoning_content")
+    tags = any(t in content for t in THINK)
+    if reasoning is not None and (tags or any(t in reasoning for t in THINK)):
+        return "reasoning_twice"
+    if tags and not (
+        content.lstrip().startswith("<think>")
+        and content.count("<think>") == content.count("</think>") == 1
+    ):
+        return "malformed_think"
+    return None
+
+
+def answer_text(content: str) -> str:
+    """The answer of an assistant turn: its content after a `</think>` block, if any."""
+    return content.split("</think>")[-1]
+
+
 def drop_reason(messages: list[dict[str, Any]]) -> str | None:
-    """Why a (valid) conversation cannot be trained on, or None: `no_assistant` when it has no
-    assistant turn, `special_tokens` when a text contains a chat control token."""
-    if not any(m["role"] == "assistant" for m in messages):
+    """Why a (valid) conversation is not trained on, or None; the first of `DROP_REASONS`:
+    `no_assistant` (no assistant turn), `special_tokens` (a chat control token in a text),
+    `consecutive_assistant` (an assistant turn that does not follow a user turn),
+    `reasoning_twice` / `malformed_think` (see `_think_problem`), `empty_answer` (an assistant
+    turn whose answer is empty or whitespace, with or without reasoning)."""
+    assistant = [m for m in messages if m["role"] == "assistant"]
+    if not assistant:
         return "no_assistant"
     for m in messages:
         for text in (m["content"], m.get("reasoning_content") or ""):
             if any(tok in text for tok in RESERVED):
                 return "special_tokens"
+    if any(a["role"] == b["role"] == "assistant" for a, b in pairwise(messages)):
+        return "consecutive_assistant"
+    for m in assistant:
+        problem = _think_problem(m)
+        if problem is not None:
+            return problem
+    if any(not answer_text(m["content"]).strip() for m in assistant):
+        return "empty_answer"
     return None
 
 
@@ -112,7 +170,9 @@ def assistant_spans(tok: Any, messages: list[dict[str, Any]], full: str) -> list
         if not full.startswith(prefix):
             raise DataError(
                 f"chat template: the render of messages[:{i}] with the generation "
-                "prompt is not a prefix of the full render; cannot locate the turn"
+                "prompt is not a prefix of the full render, so the turn cannot be located; "
+                "remove this record, or use a tokenizer whose chat template renders a "
+                "conversation's history unchanged"
             )
         end = full.find(IM_END, len(prefix))
         if end < 0:

@@ -29,6 +29,15 @@ class CPTDataConfig:
     """Read every record of every local corpus once before writing anything, so a broken line or
     an empty text fails before any output exists. Hub corpora are always probed (reachable, first
     record valid) up front and checked record by record while writing."""
+    fingerprint_content: bool = False
+    """Identify each local input file by a SHA-256 of its bytes instead of its size and
+    modification time (reads every input once more; survives copies that reset mtimes)."""
+    num_tasks: int = 1
+    """Split `prepare` into this many disjoint tasks (the array jobs of `swallow-train launch
+    stage=prepare`): task t tokenizes the shards it owns; a run with num_tasks=1 then checks
+    every shard and writes stats.json."""
+    task_index: int = 0
+    """This task's number, 0 <= task_index < num_tasks (the job sets it from the array index)."""
 
 
 class TooLongRule(Enum):
@@ -56,3 +65,6 @@ class SFTDataConfig:
     THD packing with context parallelism needs a multiple of 2 x parallel.cp."""
     batch_conversations: int = 128
     """Conversations sent to a worker at a time."""
+    fingerprint_content: bool = False
+    """Identify each local input file by a SHA-256 of its bytes instead of its size and
+    modification time."""

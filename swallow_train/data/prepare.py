@@ -1,4 +1,5 @@
-"""`swallow-train prepare`: tokenize every corpus of a CPT manifest into megatron-core `.bin/.idx`.
+"""`swallow-train prepare`: tokenize every corpus of a CPT manifest into megatron-core `.bin/.idx`
+(the engine; `data/prepared.py` runs it from a recipe's data section).
 
     swallow-train prepare model=tiny_dense                  # tiny synthetic corpora, seconds
     swallow-train prepare data.num_workers=32 data.prepared_dir=/groups/x/prepared
@@ -11,30 +12,60 @@ finished shards and redoes a partial one; `{corpus}/done.json` marks a fully rea
 re-run does not read again. `stats.json` (exact documents and tokens per corpus) is rewritten at
 the end. Manifest, files, hub reachability and (with `data.prevalidate`) every local record are
 checked before anything is written; output prepared from a different source, text field or
-tokenizer is never overwritten.
+tokenizer, or from an input file that changed since (size and mtime, or SHA-256 with
+`data.fingerprint_content=true`), is never overwritten: the error names the files and the fix.
+
+Split over array tasks (`swallow-train launch stage=prepare`), task t of N
+(`data.task_index=t data.num_tasks=N`) tokenizes the shards (i + k) % N == t of corpus i and
+records the corpus's shard count in `count.json`; the final run (N = 1) finds every shard
+finished, checks them, writes `done.json` without reading the corpus again, and `stats.json`.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+import numpy as np
 
 from swallow_train.data.cpt_tokenize import document_of, init_worker, tokenize_task
-from swallow_train.data.manifest import CPTManifest, Stage, load_manifest, resolve_manifest_path
+from swallow_train.data.manifest import CPTManifest
 from swallow_train.data.shards import (
     check_existing,
     collect_stats,
+    disk_full,
     fingerprint,
+    input_identity,
+    read_json,
     shard_name,
     tokenizer_identity,
+    verify_shards,
     write_json,
 )
 from swallow_train.data.sources import DataError, iter_records, source_files
 from swallow_train.data.workers import SMALL_INPUT_BYTES, effective_workers, ordered_map
 
 MORE, END_SHARD, END_ALL, END_CORPUS = 0, 1, 2, 3
+
+
+class ShardSink(Protocol):
+    """One shard being written, committed atomically or aborted without a trace
+    (`swallow_train.mcore.indexed.ShardWriter`: megatron-core's `.bin/.idx`)."""
+
+    documents: int
+    tokens: int
+
+    def add_documents(self, tokens: np.ndarray, lengths: np.ndarray) -> None: ...
+    def commit(self) -> None: ...
+    def abort(self) -> None: ...
+
+
+ShardWriterFactory = Callable[[Path], ShardSink]
+"""Opens the shard at a path prefix. The data layer does not import megatron-core: the caller
+(`stages/prepare.py`, `mcore/data_cpt.py`) passes `mcore.indexed.ShardWriter`."""
 
 
 @dataclass
@@ -93,10 +124,12 @@ def _tasks(
     manifest: CPTManifest,
     synth: Path,
     done: dict[int, bool],
-    finished: dict[int, set[int]],
+    skip: Callable[[int, int], bool],
     docs_per_shard: int,
     batch_docs: int,
 ):
+    """Batches of the shards still to do; `skip(i, k)`: shard k of corpus i is finished or
+    belongs to another task."""
     where = str(manifest.origin)
     for i, corpus in enumerate(manifest.corpora):
         if done[i]:
@@ -105,10 +138,10 @@ def _tasks(
         for index, (loc, record) in enumerate(iter_records(corpus.source, manifest.base, synth)):
             seen, k = True, index // docs_per_shard
             if k != shard:
-                if shard not in finished[i]:
+                if not skip(i, shard):
                     yield i, shard, END_SHARD, skipped, batch, kind
                 shard, batch, skipped = k, [], 0
-            if k in finished[i]:
+            if skip(i, k):
                 continue
             doc = document_of(record, corpus, loc, where)
             if doc is None:
@@ -122,8 +155,17 @@ def _tasks(
             raise DataError(
                 f"corpus {corpus.name}: source {corpus.source.describe()} has no records"
             )
-        last = END_CORPUS if shard in finished[i] else END_ALL
+        last = END_CORPUS if skip(i, shard) else END_ALL
         yield i, shard, last, skipped, batch, kind
+
+
+def _counted(cdir: Path, fp: str, finished: set[int]) -> int | None:
+    """The shard count the array tasks recorded, when every shard of it is finished."""
+    count = read_json(cdir / "count.json")
+    if not count or count.get("fingerprint") != fp:
+        return None
+    shards = int(count["shards"])
+    return shards if finished >= set(range(shards)) else None
 
 
 def prepare(
@@ -131,38 +173,58 @@ def prepare(
     root: Path,
     tokenizer: str,
     *,
+    writer: ShardWriterFactory,
     workers: int = 2,
     docs_per_shard: int = 1_000_000,
     batch_docs: int = 256,
     prevalidate: bool = True,
     progress: bool = True,
     in_process_below: int = SMALL_INPUT_BYTES,
+    fingerprint_content: bool = False,
+    num_tasks: int = 1,
+    task_index: int = 0,
+    command: str = "swallow-train prepare",
 ) -> PrepareResult:
-    """Tokenize every corpus of `manifest` into `root/{manifest.name}/` (see module docstring).
-    Local input smaller than `in_process_below` bytes is tokenized in this process (starting
-    workers would take longer than the work)."""
+    """Tokenize every corpus of `manifest` into `root/{manifest.name}/` (see module docstring),
+    each shard through `writer(prefix)`. Local input smaller than `in_process_below` bytes is
+    tokenized in this process (starting workers would take longer than the work). With
+    num_tasks > 1 only this task's shards are written (no done.json, no stats.json: the final
+    run with num_tasks=1 writes them)."""
     from tqdm import tqdm
 
-    from swallow_train.mcore.indexed import ShardWriter
-
+    if not 0 <= task_index < num_tasks:
+        raise DataError(f"data.task_index={task_index} must be in [0, data.num_tasks="
+                        f"{num_tasks})")
     start = time.time()
     out, synth = Path(root) / manifest.name, Path(root) / "synthetic"
     tok_id, eod, vocab, serialized = tokenizer_identity(tokenizer)
+    inputs = {i: input_identity(c.source, manifest.base, synth, fingerprint_content)
+              for i, c in enumerate(manifest.corpora)}
     fps = {
-        i: fingerprint(manifest, i, tok_id, docs_per_shard) for i in range(len(manifest.corpora))
+        i: fingerprint(manifest, i, tok_id, docs_per_shard, inputs[i])
+        for i in range(len(manifest.corpora))
     }
     done, finished = {}, {}
     for i, c in enumerate(manifest.corpora):
-        done[i], finished[i] = check_existing(out / c.name, fps[i])
-    files = _preflight(manifest, synth, done, prevalidate)
+        done[i], finished[i] = check_existing(out / c.name, fps[i], inputs[i], command)
+        counted = None if done[i] else _counted(out / c.name, fps[i], finished[i])
+        if counted is not None and num_tasks == 1:  # the array tasks did every shard
+            verify_shards(out / c.name, counted, fps[i])
+            write_json(out / c.name / "done.json",
+                       {"fingerprint": fps[i], "shards": counted, "inputs": inputs[i]})
+            done[i] = True
+    files = _preflight(manifest, synth, done, prevalidate and num_tasks == 1)
     workers = effective_workers(workers, files, in_process_below)
+
+    def skip(i: int, k: int) -> bool:
+        return k in finished[i] or (i + k) % num_tasks != task_index
 
     written, tokens_written, first = 0, 0, (0.0, 0)
     skipped_before = sum(len(f) for f in finished.values())
-    writer: ShardWriter | None = None
+    shard: ShardSink | None = None
     shard_skipped = 0
     bar = tqdm(desc=f"prepare {manifest.name}", unit="doc", disable=not progress, mininterval=1)
-    tasks = _tasks(manifest, synth, done, finished, docs_per_shard, batch_docs)
+    tasks = _tasks(manifest, synth, done, skip, docs_per_shard, batch_docs)
     # worker processes rebuild the Rust tokenizer from its serialization (no transformers
     # import); in this process the tokenizer is already loaded
     init_args = (tokenizer, serialized, eod) if workers > 1 else (tokenizer,)
@@ -172,9 +234,9 @@ def prepare(
         ):
             cdir = out / manifest.corpora[i].name
             if flag != END_CORPUS:
-                if writer is None:
-                    writer, shard_skipped = ShardWriter(cdir / shard_name(k)), 0
-                writer.add_documents(toks, lengths)
+                if shard is None:
+                    shard, shard_skipped = writer(cdir / shard_name(k)), 0
+                shard.add_documents(toks, lengths)
                 shard_skipped += skipped
                 tokens_written += toks.size
                 first = first if first[0] else (time.time() - start, tokens_written)
@@ -182,26 +244,36 @@ def prepare(
                 rate = tokens_written / (time.time() - start)
                 bar.set_postfix_str(f"{rate:,.0f} tokens/s", refresh=False)
             if flag in (END_SHARD, END_ALL):
-                assert writer is not None
-                writer.commit()
+                assert shard is not None
+                shard.commit()
                 write_json(
                     cdir / f"{shard_name(k)}.json",
                     {
                         "fingerprint": fps[i],
-                        "documents": writer.documents,
-                        "tokens": writer.tokens,
+                        "documents": shard.documents,
+                        "tokens": shard.tokens,
                         "skipped_empty": shard_skipped,
+                        "inputs": inputs[i],
                     },
                 )
-                writer, written = None, written + 1
+                shard, written = None, written + 1
             if flag in (END_ALL, END_CORPUS):
-                write_json(cdir / "done.json", {"fingerprint": fps[i], "shards": k + 1})
+                marker = {"fingerprint": fps[i], "shards": k + 1, "inputs": inputs[i]}
+                cdir.mkdir(parents=True, exist_ok=True)
+                write_json(cdir / ("count.json" if num_tasks > 1 else "done.json"), marker)
+        stats: dict[str, Any] = {}
+        if num_tasks == 1:
+            stats = collect_stats(manifest, out, tokenizer, eod, vocab, docs_per_shard)
+            write_json(out / "stats.json", stats)
+    except OSError as exc:
+        error = disk_full(exc, out, command)
+        if error is None:
+            raise
+        raise error from None
     finally:
         bar.close()
-        if writer is not None:
-            writer.abort()
-    stats = collect_stats(manifest, out, tokenizer, eod, vocab, docs_per_shard)
-    write_json(out / "stats.json", stats)
+        if shard is not None:
+            shard.abort()
     return PrepareResult(
         stats,
         out,
@@ -213,35 +285,3 @@ def prepare(
         first[0],
         first[1],
     )
-
-
-def load_cpt_manifest(recipe: Any) -> CPTManifest:
-    manifest = load_manifest(resolve_manifest_path(recipe.data.manifest), Stage.cpt)
-    assert isinstance(manifest, CPTManifest)
-    return manifest
-
-
-def prepared_path(recipe: Any) -> Path:
-    """`{data.prepared_dir}/{manifest name}`: where `prepare` writes and training reads."""
-    return Path(recipe.data.prepared_dir) / load_cpt_manifest(recipe).name
-
-
-def main(recipe: Any) -> int:
-    from swallow_train.data.blend import build_blend
-
-    d, t = recipe.data, recipe.train
-    manifest = load_cpt_manifest(recipe)
-    result = prepare(
-        manifest,
-        Path(d.prepared_dir),
-        recipe.model.tokenizer,
-        workers=d.num_workers,
-        docs_per_shard=d.docs_per_shard,
-        batch_docs=d.batch_docs,
-        prevalidate=d.prevalidate,
-    )
-    print(result.summary())
-    train_tokens = t.train_steps * t.global_batch_size * t.seq_length
-    blend = build_blend(manifest, result.stats, result.path, train_tokens, split=d.split)
-    print(blend.report())
-    return 0

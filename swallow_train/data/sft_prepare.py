@@ -1,11 +1,14 @@
-"""`swallow-train prepare-sft`: SFT manifest -> filtered, rendered, packed sequences.
+"""`swallow-train prepare-sft`: SFT manifest -> filtered, rendered, packed sequences (the engine;
+`data/prepared.py` runs it from a recipe's data section).
 
     swallow-train prepare-sft model=tiny_dense                     # tiny synthetic chat set
     swallow-train prepare-sft model=qwen3_8b data.num_workers=32   # 2.1M conversations, 32k packs
 
 Pipeline: read every source in order -> validate each record (a malformed one is a DataError
-naming file:line, before anything is written) -> drop conversations without an assistant turn or
-with chat control tokens in their text, trim turns after the last assistant turn -> PII filter
+naming file:line, before anything is written) -> drop, counted per reason, conversations that
+break a record rule (`chat.DROP_REASONS`: no assistant turn, chat control tokens in a text, two
+assistant turns in a row, reasoning given twice or malformed <think> tags, an empty answer),
+trim turns after the last assistant turn -> PII filter
 (counted per category) -> render with the chat template, loss on assistant tokens -> the
 too-long rule (`data.too_long`: drop, or truncate to the pack length) -> take the first
 `max_conversations` kept per source -> shuffle (seed) and best-fit-decreasing packing into
@@ -29,19 +32,27 @@ from typing import Any
 import numpy as np
 
 from swallow_train.data.chat import drop_reason, trim_trailing, validate_messages
-from swallow_train.data.config import TooLongRule
+from swallow_train.data.config import SFTDataConfig, TooLongRule
 from swallow_train.data.manifest import SFTManifest, Stage, load_manifest, resolve_manifest_path
 from swallow_train.data.packed import padded_length, write_packs
 from swallow_train.data.packing import best_fit_decreasing
 from swallow_train.data.sft_render import init_worker, render_task
-from swallow_train.data.sft_stats import apply_rule, new_counts, report, summarize
-from swallow_train.data.shards import read_json, tokenizer_identity, write_json
+from swallow_train.data.sft_stats import apply_rule, new_counts, summarize, why_dropped
+from swallow_train.data.shards import (
+    changed_inputs,
+    disk_full,
+    input_identity,
+    read_json,
+    tokenizer_identity,
+    write_json,
+)
 from swallow_train.data.sources import DataError, iter_records, source_files
 from swallow_train.data.workers import SMALL_INPUT_BYTES, effective_workers, ordered_map
 
 
-def load_sft_manifest(recipe: Any) -> SFTManifest:
-    manifest = load_manifest(resolve_manifest_path(recipe.data.manifest), Stage.sft)
+def sft_manifest(data: SFTDataConfig) -> SFTManifest:
+    """`data.manifest`, parsed and checked (DataError names the file, line and fix)."""
+    manifest = load_manifest(resolve_manifest_path(data.manifest), Stage.sft)
     assert isinstance(manifest, SFTManifest)
     return manifest
 
@@ -50,12 +61,27 @@ def packs_dir_name(seq_length: int, pad_multiple: int) -> str:
     return f"seq{seq_length}" + (f"-pad{pad_multiple}" if pad_multiple > 1 else "")
 
 
+def packs_path(data: SFTDataConfig, seq_length: int, manifest: SFTManifest) -> Path:
+    """`{data.prepared_dir}/{manifest name}/seq{seq_length}[-pad{M}]`."""
+    return Path(data.prepared_dir) / manifest.name / packs_dir_name(seq_length,
+                                                                     data.pad_to_multiple)
+
+
 def sft_prepared_path(recipe: Any) -> Path:
-    """`{data.prepared_dir}/{manifest name}/seq{train.seq_length}[-pad{M}]`."""
-    name = load_sft_manifest(recipe).name
+    """Where the packs of an SFT recipe are (`packs_path` of its data and seq_length)."""
+    return packs_path(recipe.data, recipe.train.seq_length, sft_manifest(recipe.data))
+
+
+def expected_fingerprint(recipe: Any) -> tuple[Path, str, dict[str, Any]]:
+    """(output directory, the fingerprint its stats.json must carry, the input identities) of
+    an SFT recipe, without preparing anything (`swallow_train.data.ready`)."""
     d = recipe.data
-    return Path(d.prepared_dir) / name / packs_dir_name(recipe.train.seq_length,
-                                                        d.pad_to_multiple)
+    manifest = sft_manifest(d)
+    inputs = source_inputs(manifest, Path(d.prepared_dir) / "synthetic", d.fingerprint_content)
+    tok_id = tokenizer_identity(recipe.model.tokenizer)[0]
+    fp = _fingerprint(manifest, tok_id, recipe.train.seq_length, d.seed, d.too_long,
+                      d.pad_to_multiple, inputs)
+    return packs_path(d, recipe.train.seq_length, manifest), fp, inputs
 
 
 def _tasks(manifest: SFTManifest, synth: Path, kept: list[int], batch_size: int):
@@ -82,11 +108,20 @@ def _tasks(manifest: SFTManifest, synth: Path, kept: list[int], batch_size: int)
             yield si, src.pii_filter, batch
 
 
+def source_inputs(manifest: SFTManifest, synth: Path, content: bool = False) -> dict[str, Any]:
+    """The identity (size and mtime, or SHA-256) of every local input file of the manifest."""
+    out: dict[str, Any] = {}
+    for src in manifest.sources:
+        out.update(input_identity(src.source, manifest.base, synth, content))
+    return out
+
+
 def _fingerprint(
     manifest: SFTManifest, tok_id: str, seq_length: int, seed: int, rule: TooLongRule,
-    pad_multiple: int = 1,
+    pad_multiple: int = 1, inputs: dict[str, Any] | None = None,
 ) -> str:
     key = {
+        **({"inputs": inputs} if inputs else {}),
         "sources": [  # what decides the packs (not names, languages or notes)
             [asdict(s.source), s.messages_field, s.max_conversations, s.pii_filter]
             for s in manifest.sources
@@ -131,6 +166,8 @@ def prepare_sft(
     pad_multiple: int = 1,
     progress: bool = True,
     in_process_below: int = SMALL_INPUT_BYTES,
+    fingerprint_content: bool = False,
+    command: str = "swallow-train prepare-sft",
 ) -> tuple[dict[str, Any], Path, bool]:
     """(stats, output directory, whether it was already there). Local input smaller than
     `in_process_below` bytes is processed in this process (workers would take longer to start)."""
@@ -145,11 +182,18 @@ def prepare_sft(
     synth = Path(root) / "synthetic"
     tok_id = tokenizer_identity(tokenizer)[0]
     pad_id = int(load_tokenizer(tokenizer).pad_token_id)
-    fp = _fingerprint(manifest, tok_id, seq_length, seed, too_long, pad_multiple)
+    inputs = source_inputs(manifest, synth, fingerprint_content)
+    fp = _fingerprint(manifest, tok_id, seq_length, seed, too_long, pad_multiple, inputs)
     if out.exists():
         old = read_json(out / "stats.json") or {}
         if old.get("fingerprint") == fp:
             return old, out, True
+        changed = changed_inputs(old.get("inputs"), inputs)
+        if changed:
+            raise DataError(
+                f"{out}: an input changed since these packs were prepared (they are stale):\n  "
+                + "\n  ".join(changed) + f"\nremove {out} and run `{command}` again"
+            )
         raise DataError(
             f"{out} holds packs prepared from other inputs (manifest sources, "
             "tokenizer, seq_length, seed or too_long rule); it is not overwritten: "
@@ -189,16 +233,21 @@ def prepare_sft(
                         kept[si] += 1
         bar.close()
         if not lengths:
-            raise DataError(f"{manifest.origin}: no conversation is left after filtering")
+            raise DataError(f"{manifest.origin}: no conversation is left after filtering "
+                            f"(dropped: {why_dropped(counts)})")
         stats = _pack_and_write(
             stage, np.asarray(lengths, dtype=np.int64), seq_length, seed, pad_id, pad_multiple
         )
         stats.update(summarize(manifest, counts, fp, tokenizer, seq_length, seed, too_long, pad_id))
         stats["seconds"] = round(time.time() - start, 2)
+        stats["inputs"] = inputs
         write_json(stage / "stats.json", stats)
         stage.rename(out)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(stage, ignore_errors=True)
+        error = disk_full(exc, out.parent, command)
+        if error is not None:
+            raise error from None
         raise
     return stats, out, False
 
@@ -222,22 +271,3 @@ def _pack_and_write(
         "mean_conversations_per_pack": lengths.size / len(packs),
         **counts,
     }
-
-
-def main(recipe: Any) -> int:
-    d = recipe.data
-    manifest = load_sft_manifest(recipe)
-    stats, out, existed = prepare_sft(
-        manifest,
-        Path(d.prepared_dir),
-        recipe.model.tokenizer,
-        recipe.train.seq_length,
-        workers=d.num_workers,
-        too_long=d.too_long,
-        seed=d.seed,
-        batch_size=d.batch_conversations,
-        pad_multiple=d.pad_to_multiple,
-    )
-    print(f"{out}: {'already prepared' if existed else 'prepared'}")
-    print(report(stats))
-    return 0

@@ -13,10 +13,18 @@ from typing import Any
 
 import numpy as np
 
+from swallow_train.data.chat import DROP_REASONS, DROP_RULES
 from swallow_train.data.config import TooLongRule
 from swallow_train.data.manifest import SFTManifest
 
-REASONS = ("no_assistant", "special_tokens", "pii", "too_long")
+REASONS = (*DROP_REASONS, "pii", "too_long")
+"""Every reason a read conversation is dropped for (stats.json lists each, zeros included)."""
+HINTS = {
+    **DROP_RULES,
+    "pii": "personal data found (see PII per category); set pii_filter: false only for "
+    "data cleared for it",
+    "too_long": "longer than train.seq_length; raise it, or set data.too_long=truncate",
+}
 EXAMPLES = 5
 
 
@@ -62,6 +70,17 @@ def apply_rule(
     return ids, mask
 
 
+def why_dropped(counts: list[dict[str, Any]]) -> str:
+    """Each reason that dropped conversations: how many, where first, and the fix."""
+    parts = []
+    for reason in REASONS:
+        n = sum(c["dropped"][reason] for c in counts)
+        if n:
+            first = next(c["examples"][reason][0] for c in counts if c["examples"].get(reason))
+            parts.append(f"{reason} {n:,}, first at {first}: {HINTS[reason]}")
+    return "; ".join(parts) or "nothing was read"
+
+
 def summarize(
     manifest: SFTManifest,
     counts: list[dict[str, Any]],
@@ -104,7 +123,7 @@ def summarize(
 
 def report(stats: dict[str, Any]) -> str:
     t = stats["total"]
-    dropped = ", ".join(f"{k} {v:,}" for k, v in t["dropped"].items())
+    dropped = ", ".join(f"{k} {v:,}" for k, v in t["dropped"].items() if v) or "none"
     pii = ", ".join(f"{k} {v:,}" for k, v in t["pii_categories"].items()) or "none"
     lines = [
         f"conversations: read {t['read']:,}, kept {t['kept']:,} (truncated "
@@ -118,4 +137,9 @@ def report(stats: dict[str, Any]) -> str:
     for name, c in stats["sources"].items():
         short = "  (fewer than max_conversations)" if c["short_of_max"] else ""
         lines.append(f"  {name}: read {c['read']:,}, kept {c['kept']:,}{short}")
+        for reason, n in c["dropped"].items():
+            if n:
+                first = (c["examples"].get(reason) or ["?"])[0]
+                lines.append(f"    dropped {reason}: {n:,} (first at {first}): "
+                             f"{HINTS.get(reason, '')}")
     return "\n".join(lines)

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from swallow_train.data.sources import DataError
+from swallow_train.data.sources import DataError, read_text
 
 T = TypeVar("T")
 Key = tuple[str | int, ...]
@@ -127,7 +127,7 @@ class _Reader:
 
 def _compose(file: Path) -> yaml.Node:
     try:
-        node = yaml.compose(file.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+        node = yaml.compose(read_text(file), Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f"{file}:{mark.line + 1}" if mark else str(file)

@@ -2,19 +2,15 @@
 prose, a Japanese-English parallel corpus, math problems with worked reasoning, and Python code
 (CPT), plus a bilingual chat set with reasoning (SFT, in `synthetic_chat.py`). Every generator is
 seeded, so the same name always gives byte-identical JSONL; all of them together are well under
-1 MB and take well under a second.
+1 MB and take well under a second. The named sets and `materialize` are in `synthetic_sets.py`.
 
-    from swallow_train.data.synthetic import materialize
-    path = materialize("tiny_ja_text", Path("prepared/synthetic"))   # written once, then reused
+    from swallow_train.data.synthetic import ja_text
+    record = ja_text(random.Random(0))        # {"text": ...}
 """
 
 from __future__ import annotations
 
-import json
-import os
 import random
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 # Aligned (Japanese, English) phrase tables: the same slot choice gives a sentence and its
@@ -245,59 +241,3 @@ def code(rng: random.Random) -> dict[str, Any]:
         f'if __name__ == "__main__":\n    print({fn}({arg}))\n'
     )
     return {"text": text}
-
-
-def _make(
-    record: Callable[[random.Random], dict[str, Any]], count: int, seed: int
-) -> Callable[[], Iterator[dict[str, Any]]]:
-    def generate() -> Iterator[dict[str, Any]]:
-        rng = random.Random(seed)
-        for i in range(count):
-            yield {"id": i, **record(rng)}
-
-    return generate
-
-
-def _chat() -> Iterator[dict[str, Any]]:
-    from swallow_train.data.synthetic_chat import tiny_sft_chat
-
-    return tiny_sft_chat()
-
-
-def _math_chat() -> Iterator[dict[str, Any]]:
-    """The tiny RL arithmetic problems of its train split, answered in the `\\boxed{}` format
-    the reward reads (so that the RL stage starts from a policy that can score)."""
-    from swallow_train.rl.prompts import tiny_sft_rows
-    from swallow_train.rl.tiny_math import format_conversations
-
-    for i, messages in enumerate(format_conversations(tiny_sft_rows())):
-        yield {"id": i, "messages": messages}
-
-
-GENERATORS: dict[str, Callable[[], Iterator[dict[str, Any]]]] = {
-    "tiny_ja_text": _make(ja_text, 160, 1),
-    "tiny_en_text": _make(en_text, 160, 2),
-    "tiny_parallel": _make(parallel, 120, 3),
-    "tiny_math": _make(math, 200, 4),
-    "tiny_code": _make(code, 120, 5),
-    "tiny_sft_chat": _chat,
-    "tiny_math_chat": _math_chat,
-}
-
-
-def materialize(name: str, directory: Path) -> Path:
-    """`directory/<name>.jsonl`, generated (atomically) if it is not there yet."""
-    from swallow_train.data.sources import DataError
-
-    if name not in GENERATORS:
-        raise DataError(f"synthetic: {name!r} is not a generator; one of {', '.join(GENERATORS)}")
-    path = Path(directory) / f"{name}.jsonl"
-    if path.is_file():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for record in GENERATORS[name]():
-            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
-    return path

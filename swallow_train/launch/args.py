@@ -3,11 +3,13 @@ r"""The launch command's own keys (`LaunchConfig`), parsed strictly from `key=va
     swallow-train launch stage=chain cluster=abci3 nodes=16 sft.nodes=8 rl.nodes=2 \
         group=gxx00000 model=qwen3_8b submit=true
 
-Launch keys: stage, cluster, nodes, submit, queue, group, walltime. `nodes`, `queue`, `group`
-and `walltime` may be scoped to one stage (`sft.nodes=8`). Every other argument is a Hydra
-override of the stage recipes (`model=qwen3_8b`, `optim.lr=1e-5`); one prefixed with a stage
-name (`cpt.train.train_steps=10`) applies to that stage only. Unknown recipe keys fail when the
-recipe is composed, before anything is written.
+Launch keys: stage, cluster, nodes, submit, queue, group, walltime. `stage` is cpt, sft, rl,
+prepare, prepare-sft, prepare-rl (CPU jobs that prepare the data), a comma list in the order
+prepare,cpt,prepare-sft,sft,prepare-rl,rl, `chain` (cpt,sft,rl) or `all` (every stage).
+`nodes`, `queue`, `group` and `walltime` may be scoped to one stage (`sft.nodes=8`). Every
+other argument is a Hydra override of the stage recipes (`model=qwen3_8b`, `optim.lr=1e-5`);
+one prefixed with a stage name (`cpt.train.train_steps=10`) applies to that stage only.
+Unknown recipe keys fail when the recipe is composed, before anything is written.
 """
 
 from __future__ import annotations
@@ -15,10 +17,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from swallow_train.launch.cluster import LaunchError, walltime_seconds
+from swallow_train.cluster import LaunchError, walltime_seconds
 
 CHAIN: tuple[str, ...] = ("cpt", "sft", "rl")
-"""The stages in chain order (each starts from the previous one's HF export)."""
+"""The GPU stages in chain order (each starts from the previous one's HF export)."""
+PREPARE: dict[str, str] = {"prepare": "cpt", "prepare-sft": "sft", "prepare-rl": "rl"}
+"""The CPU data-preparation stages and the recipe each one composes."""
+ORDER: tuple[str, ...] = ("prepare", "cpt", "prepare-sft", "sft", "prepare-rl", "rl")
+"""Every stage in the order a launch submits them (`stage=all` is all of them)."""
 STAGE_KEYS = ("nodes", "queue", "group", "walltime")
 """Launch keys that may be scoped to one stage, and the cluster field each one sets."""
 LAUNCH_KEYS = ("stage", "cluster", "submit", *STAGE_KEYS)
@@ -77,15 +83,18 @@ def _override_key(override: str) -> str:
 
 
 def _stages(value: str) -> list[str]:
-    names = list(CHAIN) if value == "chain" else [s.strip() for s in value.split(",")]
-    unknown = [s for s in names if s not in CHAIN]
+    named = {"chain": list(CHAIN), "all": list(ORDER)}
+    names = named.get(value) or [s.strip() for s in value.split(",")]
+    unknown = [s for s in names if s not in ORDER]
     if unknown or not names:
         raise LaunchError(
             f"stage={value!r}: unknown stage {', '.join(map(repr, unknown)) or '(empty)'}; "
-            f"use one of {', '.join(CHAIN)}, a comma list such as cpt,sft, or chain"
+            f"use one of {', '.join(ORDER)}, a comma list such as cpt,sft, chain (cpt,sft,rl) "
+            "or all (every stage)"
         )
-    if len(set(names)) != len(names) or names != sorted(names, key=CHAIN.index):
-        raise LaunchError(f"stage={value!r}: list each stage once, in the order cpt,sft,rl")
+    if len(set(names)) != len(names) or names != sorted(names, key=ORDER.index):
+        raise LaunchError(f"stage={value!r}: list each stage once, in the order "
+                          f"{','.join(ORDER)}")
     return names
 
 
@@ -123,7 +132,7 @@ def parse(argv: list[str]) -> LaunchConfig:
         if not (eq or key.startswith("~")) or not _KEY.match(bare):
             raise LaunchError(f"expected key=value, got {arg!r}")
         scope, _, rest = bare.partition(".")
-        stage = scope if scope in CHAIN and rest else None
+        stage = scope if scope in ORDER and rest else None
         name = rest if stage else bare
         if name in _RESERVED:
             raise LaunchError(

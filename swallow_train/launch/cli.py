@@ -25,8 +25,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from swallow_train.cluster import ClusterConfig, LaunchError, Scheduler
 from swallow_train.launch.args import parse
-from swallow_train.launch.cluster import ClusterConfig, LaunchError, Scheduler
 from swallow_train.launch.render import StageJob, build_all, submit_command
 
 _JOB_ID = re.compile(r"^[\w.\-\[\]:@]+$")
@@ -71,6 +71,8 @@ def job_id(scheduler: Scheduler, stdout: str) -> str:
     value = lines[-1] if lines else ""
     if scheduler is Scheduler.slurm:
         value = value.split(";")[0]
+    if scheduler is Scheduler.sge:  # an array job: "<id>.<first>-<last>:<step>"
+        value = value.split(".")[0]
     if not _JOB_ID.match(value):
         raise LaunchError(f"could not read a job id from the {scheduler.value} submit output: "
                           f"{stdout.strip()!r}")

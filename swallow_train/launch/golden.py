@@ -8,6 +8,9 @@ GPUs per job (nodes = GPUs / GPUs per node: 8 on ABCI 3.0 and Slurm, 4 on TSUBAM
   CPT  8B 128 (16 ABCI nodes, as the Swallow 30B-A3B test job), 30B-A3B 128, 32B 256
   SFT  64 for every size
   RL   8B 16, 30B-A3B 32, 32B 32
+and the CPU jobs of the data preparation: prepare_qwen3_8b.sh (the array of
+`cluster.prepare_tasks` tasks), prepare-final_qwen3_8b.sh (checks every shard, writes the
+stats), prepare-sft_qwen3_8b.sh and prepare-rl_qwen3_8b.sh.
 """
 
 from __future__ import annotations
@@ -33,32 +36,65 @@ CLUSTERS: dict[str, tuple[int, list[str]]] = {
 }
 
 
+FIT: dict[tuple[str, str, str], list[str]] = {
+    ("tsubame4", "cpt", "qwen3_8b"): ["parallel.cp=2"],
+    ("tsubame4", "sft", "qwen3_8b"): ["parallel.cp=2", "data.pad_to_multiple=4"],
+    ("tsubame4", "cpt", "qwen3_32b"): ["parallel.recompute=full"],
+    ("tsubame4", "sft", "qwen3_32b"): ["parallel.recompute=full"],
+}
+"""The Swallow layouts (the size recipes) fit ABCI 3.0's H200 141 GB at 32K; on TSUBAME 4.0's
+H100 94 GB the memory plan refuses them and names these fixes, which its scripts carry."""
+
+
 def argv(cluster: str, stage: str, model: str) -> list[str]:
     """The launch arguments of one golden file."""
     gpus_per_node, extra = CLUSTERS[cluster]
     nodes = GPUS[stage][model] // gpus_per_node
     return [f"stage={stage}", f"cluster={cluster}", f"nodes={nodes}", *extra,
-            f"model={model}", f"run.name={model}"]
+            f"model={model}", f"run.name={model}", *FIT.get((cluster, stage, model), [])]
 
 
-def cases(stages: tuple[str, ...] = CHAIN) -> list[tuple[Path, list[str]]]:
-    return [(ROOT / cluster / f"{stage}_{model}.sh", argv(cluster, stage, model))
-            for cluster in CLUSTERS for stage in stages for model in MODELS]
+PREPARE_FILES = {"prepare": ("prepare", 0), "prepare-final": ("prepare", 1),
+                 "prepare-sft": ("prepare-sft", 0), "prepare-rl": ("prepare-rl", 0)}
+"""The CPU jobs (8B recipes; the other sizes differ only in the SFT manifest): file stem ->
+(stage, which of its jobs: the array or the final step)."""
 
 
-def render(args: list[str]) -> str:
+def prepare_argv(cluster: str, stage: str) -> list[str]:
+    return [f"stage={stage}", f"cluster={cluster}", *CLUSTERS[cluster][1],
+            "model=qwen3_8b", "run.name=qwen3_8b"]
+
+
+def cases(stages: tuple[str, ...] = (*CHAIN, *PREPARE_FILES)
+          ) -> list[tuple[Path, list[str], int]]:
+    """(golden file, launch arguments, index of the job among the stage's jobs)."""
+    out = []
+    for cluster in CLUSTERS:
+        for stage in stages:
+            if stage in PREPARE_FILES:
+                name, index = PREPARE_FILES[stage]
+                out.append((ROOT / cluster / f"{stage}_qwen3_8b.sh",
+                            prepare_argv(cluster, name), index))
+                continue
+            out += [(ROOT / cluster / f"{stage}_{model}.sh", argv(cluster, stage, model), 0)
+                    for model in MODELS]
+    return out
+
+
+def render(args: list[str], index: int = 0) -> str:
     launch = parse(args)
-    return build(launch.stages[0], launch, args).script
+    return build(launch.stages[0], launch, args)[index].script
 
 
 def main(argv_: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m swallow_train.launch.golden")
     parser.add_argument("--check", action="store_true", help="compare; write nothing")
-    parser.add_argument("--stages", default=",".join(CHAIN), help="e.g. cpt,sft")
+    parser.add_argument("--stages", default=",".join((*CHAIN, *PREPARE_FILES)),
+                        help="e.g. cpt,sft or prepare,prepare-final")
     opts = parser.parse_args(argv_)
     stale = []
-    for path, args in cases(tuple(opts.stages.split(","))):
-        text = render(args)
+    for path, args, index in cases(tuple(opts.stages.split(","))):
+        text = render(args, index)
         if path.exists() and path.read_text() == text:
             continue
         stale.append(path)

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from swallow_train.checkpoint_files import MARKER
+from swallow_train.cluster import ClusterConfig, Launcher, LaunchError, Scheduler
 from swallow_train.config import RecipeError
-from swallow_train.launch.args import LaunchConfig
-from swallow_train.launch.cluster import ClusterConfig, Launcher, LaunchError, Scheduler
-from swallow_train.stages.common import check_stage_dir_model
+from swallow_train.launch.args import PREPARE, LaunchConfig
+from swallow_train.run import check_stage_dir_model
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -103,6 +103,15 @@ def _job_name(stage: str, run_name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", f"{stage}-{run_name}")[:63]
 
 
+def container_prefix(cluster: ClusterConfig) -> str:
+    """`apptainer exec --nv [--bind ...] IMAGE ` (with its trailing space), or ""."""
+    if not cluster.container:
+        return ""
+    binds = "".join(f"--bind {shlex.quote(b)} " for b in cluster.container_binds)
+    return (f"{cluster.container_runtime.value} exec --nv {binds}"
+            f"{shlex.quote(cluster.container)} ")
+
+
 def _context(stage: str, recipe: Any, overrides: list[str], path: Path, argv: list[str],
              layout: str) -> dict[str, Any]:
     cluster: ClusterConfig = recipe.cluster
@@ -110,9 +119,12 @@ def _context(stage: str, recipe: Any, overrides: list[str], path: Path, argv: li
     init = recipe.init
     needs = init.from_stage if init.from_stage and not init.hf else None
     launcher, via = _launcher(cluster)
-    container = ""
-    if cluster.container:
-        container = f"{cluster.container_runtime.value} exec --nv {shlex.quote(cluster.container)} "
+    data_check = stage in ("cpt", "sft") and cluster.nodes > 1
+    prepare_launch = ""
+    if data_check:
+        from swallow_train.data.ready import launch_command
+
+        prepare_launch = launch_command(stage, recipe, overrides)
     return {
         "stage": stage,
         "run_name": recipe.run.name,
@@ -128,7 +140,9 @@ def _context(stage: str, recipe: Any, overrides: list[str], path: Path, argv: li
         "launcher": launcher,
         "torchrun_via": via,
         "tasks_per_node": cluster.gpus_per_node if launcher == "mpirun" else 1,
-        "container": container,
+        "container": container_prefix(cluster),
+        "data_check": data_check,
+        "prepare_launch": prepare_launch,
         "override_lines": _lines(overrides),
         "argv": shlex.join(argv),
         "submit_cmd": shlex.join(submit_command(cluster, path)),
@@ -147,6 +161,10 @@ def _validate(stage: str, recipe: Any) -> str:
         recipe.cluster.check()
     except LaunchError as exc:
         problems.append(str(exc))
+    if stage in PREPARE:
+        if problems:
+            raise LaunchError(f"stage {stage}: " + "\n".join(problems))
+        return ""
     try:
         check_stage_dir_model(recipe.run.stage_dir(stage), recipe.model)
     except RecipeError as exc:
@@ -194,7 +212,7 @@ def rl_context(recipe: Any) -> tuple[dict[str, Any], str, str]:
         summary = "local GRPO backend, one process"
         return ({"launcher": "python", "torchrun_via": None,
                  "progress_file": str(stage_dir / "checkpoints" / MARKER)}, summary, "train.sh")
-    from swallow_train.rl.slime import save_dir
+    from swallow_train.rl.slime import megatron_path, save_dir, train_script
     from swallow_train.rl.slime_job import render_export
 
     summary = (f"slime on Ray, {cluster.world_size} GPU(s), colocate="
@@ -205,18 +223,58 @@ def rl_context(recipe: Any) -> tuple[dict[str, Any], str, str]:
         "export": render_export(recipe).strip(),
         "progress_file": f"{_relative(save_dir(recipe))}/{MARKER}",
         "tasks_per_node": 1,
+        "train_script": train_script(recipe),
+        "megatron_path": megatron_path(recipe),
     }
     return values, summary, "rl.sh"
 
 
-def build(stage: str, launch: LaunchConfig, argv: list[str]) -> StageJob:
-    """Compose, validate and render `stage`; raises RecipeError or LaunchError."""
+def _prepare_jobs(stage: str, recipe: Any, overrides: list[str], argv: list[str]
+                  ) -> list[StageJob]:
+    """The CPU jobs of a prepare stage: CPT corpora over `cluster.prepare_tasks` array tasks
+    and a final job after them, or (SFT packs, RL prompts, one task) a single job."""
+    cluster: ClusterConfig = recipe.cluster
+    stage_dir = recipe.run.stage_dir(stage)
+    sched = cluster.scheduler.value
+    tasks = cluster.prepare_tasks if stage == "prepare" and sched != "local" else 1
+    parts = [("task", "job"), ("final", "final")] if tasks > 1 else [("single", "job")]
+    jobs = []
+    for part, name in parts:
+        path = stage_dir / f"{name}.{sched}.sh"
+        what = {"task": f"array of {tasks} tasks, one CPU node each",
+                "final": f"after the {tasks} tasks: check every shard, write stats.json",
+                "single": "one CPU node"}[part]
+        context = {
+            **_context(stage, recipe, overrides, path, argv, ""),
+            "job_name": _job_name(stage if part != "final" else f"{stage}-final",
+                                  recipe.run.name),
+            "tasks": tasks if part == "task" else 1,
+            "part": part,
+            "what": what,
+            "command": stage,
+            "workers": stage != "prepare-rl",
+            "cpu_queue": cluster.cpu_queue or cluster.queue,
+        }
+        script = _environment().get_template("prepare.sh").render(context)
+        jobs.append(StageJob(stage=stage, recipe=recipe, overrides=overrides, script=script,
+                             path=path, summary=f"{stage}: {what} on {cluster.name}"))
+    return jobs
+
+
+def build(stage: str, launch: LaunchConfig, argv: list[str]) -> list[StageJob]:
+    """Compose, validate and render `stage` (a prepare stage may give two jobs: its array
+    and the final step); raises RecipeError or LaunchError."""
     from swallow_train.config import compose
 
     overrides = launch.recipe_overrides(stage)
-    recipe = compose(stage, overrides)
+    recipe = compose(PREPARE.get(stage, stage), overrides)
     cluster: ClusterConfig = recipe.cluster
     layout = _validate(stage, recipe)
+    if stage in PREPARE:
+        return _prepare_jobs(stage, recipe, overrides, argv)
+    from swallow_train.config import recipe_memory_plan
+
+    recipe_memory_plan(recipe)  # LayoutError with the fix when it cannot fit the cluster's GPUs
     path = recipe.run.stage_dir(stage) / f"job.{cluster.scheduler.value}.sh"
     extra: dict[str, Any] = {}
     template = "train.sh"
@@ -226,8 +284,8 @@ def build(stage: str, launch: LaunchConfig, argv: list[str]) -> StageJob:
     script = _environment().get_template(template).render(context)
     summary = (f"{stage}: {cluster.nodes} node(s) x {cluster.gpus_per_node} GPU(s) on "
                f"{cluster.name} | {layout}")
-    return StageJob(stage=stage, recipe=recipe, overrides=overrides, script=script, path=path,
-                    summary=summary)
+    return [StageJob(stage=stage, recipe=recipe, overrides=overrides, script=script, path=path,
+                     summary=summary)]
 
 
 def build_all(launch: LaunchConfig, argv: list[str]) -> list[StageJob]:
@@ -237,7 +295,7 @@ def build_all(launch: LaunchConfig, argv: list[str]) -> list[StageJob]:
     jobs = []
     for stage in launch.stages:
         try:
-            jobs.append(build(stage, launch, argv))
+            jobs += build(stage, launch, argv)
         except RecipeError as exc:
             if len(launch.stages) == 1:
                 raise

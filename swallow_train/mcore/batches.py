@@ -7,7 +7,7 @@ micro-batches of a step are thus a pure function of `s`: resuming needs nothing 
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -38,6 +38,14 @@ class BatchSource(Protocol):
         """A few numbers worth printing and logging (epochs, packing efficiency, ...)."""
 
 
+@runtime_checkable
+class SampleLengths(Protocol):
+    """Optional for a BatchSource: a packed source's sample lengths, for an honest MFU."""
+
+    def step_sample_lengths(self, step: int) -> list[int]:
+        """Real (non-padding) tokens of every sample of step `step`, over all DP ranks."""
+
+
 def rank_sample_ranges(step: int, global_batch: int, micro_batch: int) -> list[range]:
     """The sample indices of this DP rank's micro-batches at `step`."""
     dp = parallel_state.get_data_parallel_world_size()
@@ -57,5 +65,7 @@ def collate(samples: list[dict[str, np.ndarray]], keys: tuple[str, ...]) -> Batc
         tensor = torch.from_numpy(array)
         if tensor.dtype in (torch.int32, torch.uint16, torch.int16):
             tensor = tensor.long()
-        batch[key] = tensor.to(device, non_blocking=True) if device is not None else tensor
+        if device is not None:  # pinned, so the copy overlaps (mcore/prefetch.py's stream)
+            tensor = tensor.pin_memory().to(device, non_blocking=True)
+        batch[key] = tensor
     return batch

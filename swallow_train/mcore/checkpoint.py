@@ -1,232 +1,261 @@
 """torch_dist checkpoints of the megatron-core loop: model, optimizer, scheduler, data position and
 RNG, loadable at another TP/PP/EP layout (everything but the RNG reshards).
 
+    ckpt = MegatronCheckpointer(stage_dir / "checkpoints", recipe.checkpoint)
+    ckpt.save(chunks, optimizer, scheduler, state)          # async: returns while files write
+    ckpt.poll()                                             # every step: publish a finished save
+    state = ckpt.load(chunks, optimizer, scheduler, layout)
+
 On disk (Megatron-LM's convention, so its tools and slime read it too):
     checkpoints/iter_0000020/          dist_checkpointing directory; model under "model"
     checkpoints/latest_checkpointed_iteration.txt
-Writing is crash-safe through `swallow_train.checkpoint_files.CheckpointDir`.
+Every rank writes its share (megatron's fully parallel strategy over the DP x CP group), in a
+background process when `checkpoint.async_save`; once every rank's files are written, each rank
+hashes the files it wrote (xxh3-128), rank 0 merges the manifest, renames the directory and only
+then moves the marker (`swallow_train.checkpoint_files.CheckpointDir`). Loading verifies the
+manifest the same way, spread over the ranks.
 """
 
 from __future__ import annotations
 
-import random
-from dataclasses import asdict, dataclass, field
+import shutil
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-import torch.distributed as dist
-from megatron.core import dist_checkpointing, parallel_state, tensor_parallel
-from megatron.core.dist_checkpointing.mapping import ShardedObject
+from megatron.core import dist_checkpointing, parallel_state
+from megatron.core.dist_checkpointing.strategies.async_utils import AsyncCallsQueue
+from megatron.core.dist_checkpointing.strategies.fully_parallel import (
+    FullyParallelLoadStrategyWrapper,
+    FullyParallelSaveStrategyWrapper,
+)
+from megatron.core.dist_checkpointing.strategies.torch import (
+    TorchDistLoadShardedStrategy,
+    TorchDistSaveShardedStrategy,
+)
+from torch.distributed.checkpoint.api import CheckpointException
 
+from swallow_train import collectives
 from swallow_train.checkpoint_files import (
     CheckpointDir,
     CheckpointError,
+    checkpoint_files,
+    hash_entries,
+    owner_rank,
     verify_checksums,
+    write_manifest,
 )
+from swallow_train.mcore.checkpoint_state import (
+    TrainState,
+    load_model_state,
+    local_bytes,
+    model_parallel_changed,
+    model_state,
+    restore_rng,
+    rng_object,
+    tie_writers_to_this_process,
+)
+from swallow_train.mcore.config import CheckpointConfig, OptimFormat
 from swallow_train.parallel import Layout
 
-OPTIM_METADATA = {"distrib_optim_sharding_type": "fully_reshardable"}
+__all__ = ["MegatronCheckpointer", "TrainState"]
+SAVE_ERRORS = (Exception, CheckpointException)  # torch's CheckpointException is a BaseException
 
 
-@dataclass
-class TrainState:
-    """What the loop needs besides tensors to continue exactly where it stopped."""
-
-    step: int = 0
-    consumed_samples: int = 0
-    layout: dict[str, Any] = field(default_factory=dict)
-    data: dict[str, Any] = field(default_factory=dict)
+def _say(msg: str) -> None:
+    if collectives.rank() == 0:
+        print(f"[swallow-train] {msg}", flush=True)
 
 
-_WRITER_MANAGER: Any = None
-"""Our Manager serving megatron's write-results queue (kept referenced: it lives as long as we)."""
-_WRITERS_TIED = False
+def _gb(n: float) -> str:
+    return f"{n / 1e9:.1f} GB"
 
 
-def tie_writers_to_this_process() -> None:
-    """Make megatron's checkpoint writer processes die with this process (idempotent).
-
-    torch_dist saves go through `FileSystemWriterAsync`, which forks writer processes per save
-    and collects their results through a queue served by a spawned `multiprocessing.Manager`.
-    After a SIGKILL of the trainer both would live on: the Manager forever (holding the
-    trainer's stdout), a writer long enough to write into the next run's checkpoint. Here the
-    Manager is started by us with a die-with-parent initializer, and forked writers get the
-    same request through multiprocessing's after-fork hook."""
-    global _WRITER_MANAGER, _WRITERS_TIED
-    import multiprocessing
-    import os
-    from multiprocessing import util
-    from multiprocessing.managers import SyncManager
-
-    from megatron.core.dist_checkpointing.strategies import filesystem_async
-
-    from swallow_train.signals import die_with_parent
-
-    if _WRITERS_TIED or not hasattr(filesystem_async, "_results_queue"):
-        return
-    if filesystem_async._results_queue is None:
-        manager = SyncManager(ctx=multiprocessing.get_context("spawn"))
-        manager.start(initializer=die_with_parent, initargs=(os.getpid(),))
-        filesystem_async._results_queue = manager.Queue()
-        _WRITER_MANAGER = manager
-    util.register_after_fork(filesystem_async, lambda _module: die_with_parent())
-    _WRITERS_TIED = True
-
-
-def _rank0() -> bool:
-    return not dist.is_initialized() or dist.get_rank() == 0
-
-
-def _barrier() -> None:
-    if dist.is_initialized():
-        dist.barrier()
-
-
-def _all_ok(ok: bool) -> bool:
-    """True on every rank only if `ok` on every rank."""
-    if not dist.is_initialized():
-        return ok
-    flag = torch.tensor([0 if ok else 1], dtype=torch.int32)
-    dist.all_reduce(flag)
-    return int(flag.item()) == 0
-
-
-def unwrap(chunk: torch.nn.Module) -> torch.nn.Module:
-    """The GPTModel inside DDP / Float16Module wrappers (they share its parameters)."""
-    while hasattr(chunk, "module"):
-        chunk = chunk.module
-    return chunk
-
-
-def _model_state(chunks) -> dict[str, Any]:
-    chunks = [unwrap(c) for c in chunks]
-    if len(chunks) == 1:
-        return {"model": chunks[0].sharded_state_dict()}
-    return {f"model{i}": chunk.sharded_state_dict() for i, chunk in enumerate(chunks)}
-
-
-def _rng_object() -> ShardedObject:
-    """This rank's RNG states, one slot per (PP, TP, DP x CP) rank."""
-    state = {
-        "random": random.getstate(),
-        "numpy": np.random.get_state(),
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() else None,
-        "tracker": tensor_parallel.get_cuda_rng_tracker().get_states(),
-    }
-    ps = parallel_state
-    shape = (
-        ps.get_pipeline_model_parallel_world_size(),
-        ps.get_tensor_model_parallel_world_size(),
-        ps.get_data_parallel_world_size(with_context_parallel=True),
-    )
-    offset = (
-        ps.get_pipeline_model_parallel_rank(),
-        ps.get_tensor_model_parallel_rank(),
-        ps.get_data_parallel_rank(with_context_parallel=True),
-    )
-    return ShardedObject("rng_state", state, shape, offset, replica_id=0)
-
-
-def _restore_rng(state: dict[str, Any]) -> None:
-    random.setstate(state["random"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state(state["cuda"])
-    tensor_parallel.get_cuda_rng_tracker().set_states(state["tracker"])
+def _dp_group():
+    return parallel_state.get_data_parallel_group(with_context_parallel=True)
 
 
 class MegatronCheckpointer:
-    def __init__(self, root: Path, keep_last: int) -> None:
-        self.dir = CheckpointDir(root, keep_last)
+    def __init__(self, root: Path, cfg: CheckpointConfig) -> None:
+        self.dir = CheckpointDir(root, cfg.keep_last)
+        self.cfg = cfg
+        self.queue = AsyncCallsQueue()
+        self.pending: tuple[int, Path, int] | None = None  # step, tmp dir, bytes estimate
 
     def latest_step(self) -> int | None:
         return self.dir.latest_step()
 
-    def save(self, chunks, optimizer, scheduler, state: TrainState) -> Path:
-        """Collective. The previous checkpoint stays valid until this one is complete."""
+    # -- save --------------------------------------------------------------------------------
+    def save(self, chunks, optimizer, scheduler, state: TrainState, *, final: bool = False,
+             blocking: bool = False) -> None:
+        """Collective. Starts writing checkpoint `state.step`; returns at once with
+        `checkpoint.async_save` (unless `blocking` or `final`). The previous checkpoint stays
+        the latest until this one is complete and verified."""
+        self.wait()  # one save in flight at a time
         tie_writers_to_this_process()
-        tmp = self.dir.root / f".tmp_iter_{state.step:07d}"
-        if _rank0():
+        tmp = None
+        if collectives.rank() == 0:
             tmp = self.dir.begin(state.step)
-        _barrier()
-        model_sd = _model_state(chunks)
+        tmp = Path(collectives.broadcast_object(str(tmp) if tmp else None))
+        fmt = OptimFormat.fully_reshardable if final else self.cfg.optim_format
+        model_sd = model_state(chunks)
         sharded = {
             **model_sd,
-            "optimizer": optimizer.sharded_state_dict(model_sd, metadata=OPTIM_METADATA),
+            "optimizer": optimizer.sharded_state_dict(
+                model_sd, metadata={"distrib_optim_sharding_type": fmt.value}),
             "opt_param_scheduler": scheduler.state_dict(),
             "train_state": asdict(state),
-            "rng_state": _rng_object(),
+            "rng_state": rng_object(),
         }
-        error: BaseException | None = None
+        needed = int(collectives.sum_floats([local_bytes(sharded)])[0])
+        strategy = FullyParallelSaveStrategyWrapper(
+            TorchDistSaveShardedStrategy("torch_dist", 1), _dp_group())
+        use_async = self.cfg.async_save and not (final or blocking)
+        request, error = None, None
         try:
-            dist_checkpointing.save(sharded, str(tmp))
-        except Exception as exc:  # full disk, permissions, I/O errors
+            request = dist_checkpointing.save(
+                sharded, str(tmp), strategy, async_sharded_save=use_async,
+                content_metadata={"distrib_optim_sharding_type": fmt.value})
+        except SAVE_ERRORS as exc:  # full disk, permissions, I/O errors
             error = exc
-        if not _all_ok(error is None):
-            if _rank0():
-                self.dir.abort(tmp)
-            raise CheckpointError(
-                f"writing checkpoint step {state.step} to {tmp} failed ({error!r}); the previous "
-                f"checkpoint (step {self.dir.latest_step()}) and its marker are intact"
-            ) from error
-        final = self.dir.path(state.step)
-        if _rank0():
-            self.dir.commit(state.step, tmp)
-        _barrier()
-        return final
+        self.pending = (state.step, tmp, needed)
+        errors = collectives.all_gather_objects(None if error is None else repr(error))
+        if any(errors):
+            self._fail("; ".join(f"rank {r}: {e}" for r, e in enumerate(errors) if e))
+        if request is None:
+            self._publish()
+        else:
+            request.finalize_fns.append(self._publish)
+            self.queue.schedule_async_request(request)
 
-    def load(
-        self,
-        chunks,
-        optimizer,
-        scheduler,
-        layout: Layout,
-        *,
-        step: int | None = None,
-        root: Path | None = None,
-        load_optimizer: bool = True,
-    ) -> TrainState:
-        """Restore everything saved at `step` (default: the latest). Collective."""
-        ckpts = CheckpointDir(root, 0) if root is not None else self.dir
-        step = ckpts.latest_step() if step is None else step
+    def poll(self) -> None:
+        """Collective, cheap: publish the background save if its files are all written."""
+        self._finalize(blocking=False)
+
+    def wait(self) -> None:
+        """Collective: block until the background save (if any) is published."""
+        self._finalize(blocking=True)
+
+    def _finalize(self, *, blocking: bool) -> None:
+        if not self.queue.get_num_unfinalized_calls():
+            return
+        try:
+            self.queue.maybe_finalize_async_calls(blocking=blocking)
+        except CheckpointError:
+            raise
+        except SAVE_ERRORS as exc:  # raised on every rank by megatron's finalize
+            self._fail(repr(exc))
+
+    def _publish(self) -> None:
+        """Every file is written: each rank hashes its own, rank 0 merges, renames, moves the
+        marker. Runs on every rank (a finalize step of megatron's async queue, or inline)."""
+        assert self.pending is not None
+        step, tmp, _ = self.pending
+        world, rank = collectives.world_size(), collectives.rank()
+        entries, problem = {}, None
+        try:
+            mine = [rel for rel in checkpoint_files(tmp) if owner_rank(rel, world) == rank]
+            entries = hash_entries(tmp, mine)
+        except OSError as exc:
+            problem = f"rank {rank}: {exc}"
+        gathered = collectives.all_gather_objects((entries, problem))
+        problems = [p for _, p in gathered if p]
+        if not problems and rank == 0:
+            try:
+                write_manifest(tmp, {k: v for e, _ in gathered for k, v in e.items()})
+                self.dir.commit(step, tmp)
+            except (OSError, CheckpointError) as exc:
+                problems.append(str(exc))
+        problems = collectives.broadcast_object(problems)
+        if problems:
+            self._fail("; ".join(problems))
+        self.pending = None
+
+    def _fail(self, error: str) -> None:
+        """Every rank: remove the partial directory, raise a CheckpointError with the fix."""
+        step, tmp, needed = self.pending or (-1, self.dir.root, 0)
+        self.pending = None
+        if collectives.rank() == 0 and tmp != self.dir.root:
+            self.dir.abort(tmp)
+        collectives.barrier()
+        free = shutil.disk_usage(self.dir.root).free if self.dir.root.exists() else 0
+        raise CheckpointError(
+            f"writing checkpoint step {step} to {tmp} failed ({error}); the partial directory "
+            f"was removed and the previous checkpoint (step {self.dir.latest_step()}) and its "
+            f"marker are intact. The checkpoint needs up to {_gb(needed)}, {_gb(free)} are free "
+            f"on the filesystem of {self.dir.root}: free space (or lower "
+            "checkpoint.keep_last), then rerun the same command to resume") from None
+
+    # -- load --------------------------------------------------------------------------------
+    def _verified_step(self, ckpts: CheckpointDir) -> int:
+        """The latest step, verified (spread over the ranks); with `checkpoint.fallback`, the
+        newest step that verifies."""
+        step = ckpts.latest_step()
         if step is None:
             raise CheckpointError(f"no checkpoint under {ckpts.root}")
-        path = ckpts.path(step)
-        problem = None
-        if _rank0():
+        candidates = [step] + ([s for s in reversed(ckpts.steps()) if s < step]
+                               if self.cfg.fallback else [])
+        for candidate in candidates:
+            path = ckpts.path(candidate)
             try:
-                verify_checksums(path)
+                verify_checksums(path, rank=collectives.rank(), world=collectives.world_size())
+                problem = None
             except CheckpointError as exc:
-                problem = exc
-        if not _all_ok(problem is None):
-            raise problem or CheckpointError(f"{path}: failed verification on rank 0")
+                problem = str(exc)
+            problems = [p for p in collectives.all_gather_objects(problem) if p]
+            if not problems:
+                if candidate != step:
+                    self._set_aside(ckpts, step, candidate)
+                return candidate
+            if not self.cfg.fallback:
+                raise CheckpointError(f"{problems[0]}; {ckpts.repair_advice(candidate)}")
+            _say(f"!!! CHECKPOINT {path} FAILED VERIFICATION: {problems[0]}; "
+                 "checkpoint.fallback=true: trying the next older checkpoint")
+        raise CheckpointError(f"no checkpoint under {ckpts.root} verifies; delete them and the "
+                              "marker to start the stage again from its init")
+
+    def _set_aside(self, ckpts: CheckpointDir, bad: int, good: int) -> None:
+        if collectives.rank() == 0:
+            for step in [s for s in ckpts.steps() if s > good]:
+                ckpts.path(step).rename(ckpts.root / f".corrupt_{ckpts.path(step).name}")
+            ckpts.point_marker(good)
+        collectives.barrier()
+        _say(f"!!! RESUMING FROM OLDER CHECKPOINT step {good} (step {bad} and later failed "
+             f"verification; kept as {ckpts.root}/.corrupt_iter_*)")
+
+    def load(self, chunks, optimizer, scheduler, layout: Layout, *,
+             root: Path | None = None) -> TrainState:
+        """Restore everything of the latest (verified) checkpoint. Collective."""
+        ckpts = CheckpointDir(root, 0) if root is not None else self.dir
+        path = ckpts.path(self._verified_step(ckpts))
         common = dist_checkpointing.load_common_state_dict(str(path))
+        meta = dist_checkpointing.load_content_metadata(preloaded_state_dict=common) or {}
+        fmt = meta.get("distrib_optim_sharding_type", OptimFormat.fully_reshardable.value)
         saved = TrainState(**common["train_state"])
+        changed = model_parallel_changed(saved.layout, asdict(layout))
+        if fmt == OptimFormat.dp_reshardable.value and changed:
+            raise CheckpointError(
+                f"{path} holds its optimizer state as dp_reshardable (a periodic save), which "
+                f"loads only at its own model-parallel layout ({', '.join(changed)}): resume "
+                "at the saved layout, or finish the stage there (the final save is fully "
+                "reshardable), or rerun at the saved layout with "
+                "checkpoint.optim_format=fully_reshardable to write one that is")
         same_layout = saved.layout == asdict(layout)
-        model_sd = _model_state(chunks)
-        request: dict[str, Any] = dict(model_sd)
-        if load_optimizer:
-            for opt in getattr(optimizer, "chained_optimizers", [optimizer]):
-                if hasattr(opt, "_init_optimizer_states_with_dummy_values"):
-                    opt._init_optimizer_states_with_dummy_values()
-            request["optimizer"] = optimizer.sharded_state_dict(
-                model_sd, is_loading=True, metadata=OPTIM_METADATA
-            )
+        model_sd = model_state(chunks)
+        for opt in getattr(optimizer, "chained_optimizers", [optimizer]):
+            if hasattr(opt, "_init_optimizer_states_with_dummy_values"):
+                opt._init_optimizer_states_with_dummy_values()
+        request: dict[str, Any] = {**model_sd, "optimizer": optimizer.sharded_state_dict(
+            model_sd, is_loading=True, metadata={"distrib_optim_sharding_type": fmt})}
         if same_layout:
-            request["rng_state"] = _rng_object()
-        loaded = dist_checkpointing.load(request, str(path))
-        for key in model_sd:
-            index = 0 if key == "model" else int(key.removeprefix("model"))
-            unwrap(chunks[index]).load_state_dict(loaded[key])
-        if load_optimizer:
+            request["rng_state"] = rng_object()
+        strategy = FullyParallelLoadStrategyWrapper(TorchDistLoadShardedStrategy(), _dp_group())
+        loaded = dist_checkpointing.load(request, str(path), strategy)
+        load_model_state(chunks, loaded, model_sd)
+        with torch.no_grad():  # dp_reshardable copies into fp32 main params that are leaves
             optimizer.load_state_dict(loaded["optimizer"])
-            scheduler.load_state_dict(common["opt_param_scheduler"])
-        else:  # fp32 main copies of the (bf16) params must follow the loaded weights
-            optimizer.reload_model_params()
+        scheduler.load_state_dict(common["opt_param_scheduler"])
         if same_layout:
-            _restore_rng(loaded["rng_state"])
+            restore_rng(loaded["rng_state"])
         return saved

@@ -5,7 +5,9 @@ exactly those places and nothing else; on a GPU machine it only applies the two 
 concern a missing Transformer Engine / Apex (they are bugs or gaps there too). Every patch is a
 named function below that states the megatron-core site it covers, and
 `tests/mcore/test_cpu_runtime.py` exercises each one, so an upgrade that moves a site fails there
-rather than deep inside a training run.
+rather than deep inside a training run. Each patch also declares the megatron-core versions it
+was written for (`@applies_to`); `apply()` refuses another installed version with a message that
+names the patch, instead of patching a site that may have moved.
 
     from swallow_train.mcore import cpu_runtime
     cpu_runtime.apply()          # before building models or seeding megatron's RNG tracker
@@ -18,11 +20,12 @@ import logging
 from collections.abc import Callable
 
 import torch
+from packaging.version import Version
 from torch.overrides import TorchFunctionMode
 
+from swallow_train.mcore.versions import TESTED, applies_to, require_megatron_core
+
 _APPLIED: list[str] = []
-
-
 def needs_cpu_runtime() -> bool:
     return not torch.cuda.is_available()
 
@@ -38,12 +41,14 @@ def _have_te() -> bool:
 # ---- patches needed only without CUDA ---------------------------------------------------------
 
 
+@applies_to(TESTED)
 def patch_current_device() -> None:
     """`torch.cuda.current_device()` is used as an allocation device (global memory buffer of
     DotProductAttention, RoPE's `inv_freq.to(...)`, DDP buffers): resolve it to the CPU."""
     torch.cuda.current_device = lambda: torch.device("cpu")
 
 
+@applies_to(TESTED)
 def patch_rng_tracker() -> None:
     """`tensor_parallel.random` keeps per-parallel-group CUDA generator states
     (`model_parallel_cuda_manual_seed`, `get_cuda_rng_tracker().fork()`): back them with the
@@ -91,6 +96,7 @@ class _NullStream:
         return 0
 
 
+@applies_to(TESTED)
 def patch_streams() -> None:
     """The MoE alltoall dispatcher and the DDP/optimizer overlap code create CUDA streams and
     events for device-to-host copies; on CPU every operation is already synchronous."""
@@ -103,6 +109,7 @@ def patch_streams() -> None:
     torch.cuda.synchronize = lambda *_a, **_k: None
 
 
+@applies_to(TESTED)
 def patch_alltoall_split_sizes() -> None:
     """`maybe_move_tensor_to_cpu(t, as_numpy=True)` only converts CUDA tensors, so with EP>1 the
     alltoall split sizes stay tensors and gloo's `all_to_all_single` rejects them."""
@@ -119,6 +126,7 @@ def patch_alltoall_split_sizes() -> None:
     token_dispatcher.maybe_move_tensor_to_cpu = maybe_move_tensor_to_cpu
 
 
+@applies_to(TESTED)
 def patch_torch_norm_sequence_parallel() -> None:
     """The local (non-TE) spec's `WrappedTorchNorm` refuses sequence parallelism. A torch norm is
     correct under SP as long as its weight grads are all-reduced over TP, which
@@ -165,6 +173,7 @@ class CudaToCpuMode(TorchFunctionMode):
 _MODE: CudaToCpuMode | None = None
 
 
+@applies_to(TESTED)
 def patch_cuda_factory_calls() -> None:
     """Literal `device="cuda"` in the schedules (`total_num_tokens`), DDP buffers, grad scaler,
     clip_grads, the default causal mask and dist-checkpoint exchange; `.type()` checks."""
@@ -177,6 +186,7 @@ def patch_cuda_factory_calls() -> None:
 # ---- patches needed whenever Transformer Engine / Apex are absent -----------------------------
 
 
+@applies_to(">=0.16.1,<0.20")
 def patch_router_gemm_without_te() -> None:
     """moe_utils references `te_general_gemm` in the router even when the TE import failed
     (NameError in 0.16.1 - 0.19.2)."""
@@ -186,13 +196,16 @@ def patch_router_gemm_without_te() -> None:
         moe_utils.te_general_gemm = None
 
 
+@applies_to(TESTED)
 def patch_distopt_torch_adam_step() -> None:
     """Two gaps of DistributedOptimizer's checkpoint load with torch's AdamW (used without
     TE/Apex FusedAdam), which keeps a per-param `step` that megatron stores per param group:
     (1) `_set_main_param_and_optimizer_states` copies every state key from the checkpoint and
-    fails with KeyError 'step'; (2) `load_state_dict` gives every param the *same* `step`
-    tensor, so after one update the shared counter has advanced once per param and Adam's bias
-    correction is wrong from the second step after a resume (resume is then not exact)."""
+    fails with KeyError 'step' (fully_reshardable), or copies the stale local `step` that
+    dp_reshardable passes as a non-persistent object; (2) `load_state_dict` gives every param
+    the *same* `step` tensor, so after one update the shared counter has advanced once per
+    param and Adam's bias correction is wrong from the second step after a resume (resume is
+    then not exact)."""
     from megatron.core.optimizer import distrib_optimizer
 
     cls = distrib_optimizer.DistributedOptimizer
@@ -207,11 +220,12 @@ def patch_distopt_torch_adam_step() -> None:
         main_param = group["params"][group_order]
         state = self.optimizer.state[main_param]
         targets = {"param": main_param, **state}
-        for key, dst in targets.items():
-            if key in tensors:
-                dst.copy_(tensors[key])
-            elif key == "step" and group.get("step") is not None:
-                dst.fill_(group["step"])
+        with torch.no_grad():
+            for key, dst in targets.items():
+                # `step` comes from the checkpoint's param_groups (set by load_state_dict before
+                # this); dp_reshardable hands over the *local* pre-load step here instead
+                if key in tensors and key != "step":
+                    dst.copy_(tensors[key])
         return None
 
     def load_state_dict(self, state_dict):  # type: ignore[no-untyped-def]
@@ -224,6 +238,7 @@ def patch_distopt_torch_adam_step() -> None:
     cls.load_state_dict = load_state_dict
 
 
+@applies_to(TESTED)
 def quiet_cuda_stream_advice() -> None:
     """With sequence parallelism megatron advises CUDA_DEVICE_MAX_CONNECTIONS=1 on every layer
     it builds: a CUDA stream setting, meaningless on CPU (the cluster job scripts set it)."""
@@ -257,7 +272,17 @@ def apply() -> list[str]:
         patches += NO_TE_PATCHES
     if needs_cpu_runtime():
         patches += CPU_PATCHES
+    check_versions(patches)
     for patch in patches:
         patch()
         _APPLIED.append(patch.__name__)
     return list(_APPLIED)
+
+
+def check_versions(patches: list[Callable[[], None]] | tuple[Callable[[], None], ...],
+                   installed: Version | None = None) -> None:
+    """MegatronVersionError naming the first patch whose declared range excludes `installed`
+    (default: the installed megatron-core), before any patch is applied."""
+    for patch in patches:
+        require_megatron_core(f"cpu_runtime.{patch.__name__}",
+                              getattr(patch, "megatron_core", "<undeclared>"), installed)

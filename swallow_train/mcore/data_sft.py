@@ -54,20 +54,31 @@ class SFTData:
     """BatchSource over `swallow-train prepare-sft` output (prepared on first use)."""
 
     def __init__(self, recipe: Any) -> None:
+        from swallow_train.data.ready import require_prepared
+
+        require_prepared("sft", recipe)  # multi-node: refuse before any GPU work
         self.recipe = recipe
         self.dataset: Any = None
         self.sequences_per_step = 0
         self.steps = 0
-        self.order: np.ndarray | None = None
+        self._order: tuple[int, np.ndarray] | None = None  # (epoch, its pack order)
 
     def _open(self) -> Any:
-        from swallow_train.data import sft_prepare
         from swallow_train.data.packed import PackedSFTDataset
+        from swallow_train.data.prepared import packs_path, prepare_packs, sft_manifest
+        from swallow_train.data.ready import multi_node, prepare_command
+        from swallow_train.data.sft_stats import report
 
-        if distributed.is_rank0():
-            sft_prepare.main(self.recipe)  # returns at once when already prepared
+        d, seq_length = self.recipe.data, self.recipe.train.seq_length
+        manifest = sft_manifest(d)  # parsed once per run
+        if distributed.is_rank0() and not multi_node(self.recipe):
+            # returns at once when already prepared
+            packs = prepare_packs(d, self.recipe.model.tokenizer, seq_length, manifest,
+                                  command=prepare_command("sft", self.recipe))
+            print(f"{packs.path}: {'already prepared' if packs.existed else 'prepared'}")
+            print(report(packs.stats))
         distributed.barrier()
-        return PackedSFTDataset(sft_prepare.sft_prepared_path(self.recipe))
+        return PackedSFTDataset(packs_path(d, seq_length, manifest))
 
     def prepare(self, layout: Layout) -> None:
         train = self.recipe.train
@@ -104,10 +115,24 @@ class SFTData:
     def _pack_index(self, sample: int) -> int:
         """Sample i of the stream: packs in a seeded order, reshuffled each epoch."""
         epoch, position = divmod(sample, self.num_packs)
-        if self.order is None or self._order_epoch != epoch:
-            rng = np.random.default_rng([self.rng_seed, epoch])
-            self.order, self._order_epoch = rng.permutation(self.num_packs), epoch
-        return int(self.order[position])
+        cached = self._order  # one tuple, replaced whole: the prefetch thread reads it too
+        if cached is None or cached[0] != epoch:
+            cached = (epoch, np.random.default_rng([self.rng_seed, epoch]).permutation(
+                self.num_packs))
+            self._order = cached
+        return int(cached[1][position])
+
+    def step_sample_lengths(self, step: int) -> list[int]:
+        """The real (non-padding) token count of every sample packed into step `step`, over
+        all DP ranks (a pure function of the step: no communication), for the MFU."""
+        from swallow_train.metrics.throughput import real_lengths
+
+        ds, first = self.dataset, step * self.sequences_per_step
+        lengths: list[int] = []
+        for sample in range(first, first + self.sequences_per_step):
+            pack = self._pack_index(sample)
+            lengths += real_lengths(ds.tokens[pack], ds.segments(pack), ds.pad_id)
+        return lengths
 
     def total_steps(self) -> int:
         return self.steps

@@ -1,7 +1,8 @@
 """megatron-core GPT datasets over the prepared `.bin/.idx` shards, blended by the manifest.
 
     from swallow_train.mcore.datasets import build_gpt_datasets
-    train, valid, test = build_gpt_datasets(recipe, (steps * global_batch, eval_samples, 0))
+    corpus = open_corpus(recipe.data, cpt_manifest(recipe.data))     # swallow_train.data.prepared
+    train, valid, test = build_gpt_datasets(recipe, (steps * global_batch, eval_samples, 0), corpus)
     sample = train[consumed]  # tokens / labels / loss_mask / position_ids; same seed, same order
 
 `BlendedMegatronDatasetBuilder(GPTDataset, ...)` builds one GPTDataset per shard (split by
@@ -22,7 +23,11 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from swallow_train.data.blend import Blend
+    from swallow_train.data.prepared import PreparedCorpus
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -90,19 +95,14 @@ def build_blended_datasets(
     return train, valid, test
 
 
-def build_gpt_datasets(recipe: Any, num_samples: Sequence[int | None]) -> tuple[Any, Any, Any]:
-    """The CPT recipe's (train, valid, test) datasets: blend from its manifest and the stats of
-    `swallow-train prepare`, seed `train.seed`, sequences of `train.seq_length` tokens."""
-    from swallow_train.data.blend import build_blend, load_stats
-    from swallow_train.data.prepare import load_cpt_manifest, prepared_path
-
-    manifest = load_cpt_manifest(recipe)
-    prepared = prepared_path(recipe)
-    stats = load_stats(prepared)
-    train_tokens = (num_samples[0] or 0) * recipe.train.seq_length
-    blend = build_blend(
-        manifest, stats, prepared, train_tokens=train_tokens or None, split=recipe.data.split
-    )
+def build_gpt_datasets(recipe: Any, num_samples: Sequence[int | None], corpus: PreparedCorpus,
+                       blend: Blend | None = None) -> tuple[Any, Any, Any]:
+    """The CPT recipe's (train, valid, test) datasets over the prepared `corpus`
+    (`data.prepared.open_corpus`): its blend (`blend`, else the manifest's budgets over
+    `num_samples[0]` sequences), seed `train.seed`, sequences of `train.seq_length` tokens."""
+    if blend is None:
+        train_tokens = (num_samples[0] or 0) * recipe.train.seq_length
+        blend = corpus.blend(train_tokens or None, recipe.data.split)
     prefixes, weights = blend.megatron()
     return build_blended_datasets(
         prefixes,
@@ -111,7 +111,7 @@ def build_gpt_datasets(recipe: Any, num_samples: Sequence[int | None]) -> tuple[
         seq_length=recipe.train.seq_length,
         seed=recipe.train.seed,
         split=recipe.data.split,
-        eod=int(stats["eod"]),
+        eod=int(corpus.stats["eod"]),
         vocab_size=recipe.model.vocab_size,
-        cache_dir=prepared / "cache",
+        cache_dir=corpus.path / "cache",
     )

@@ -12,8 +12,9 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
+from swallow_train import collectives
 from swallow_train.mcore import cpu_runtime
-from swallow_train.parallel import Layout
+from swallow_train.parallel import Layout, LayoutError
 
 
 def _env_from_mpirun() -> None:
@@ -26,11 +27,6 @@ def _env_from_mpirun() -> None:
     for ours, ompi in mapping.items():
         if ours not in os.environ and ompi in os.environ:
             os.environ[ours] = os.environ[ompi]
-
-
-def world_size_from_env() -> int:
-    _env_from_mpirun()
-    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def init_process_group(timeout_minutes: int = 30) -> None:
@@ -61,7 +57,7 @@ def init_parallel_state(layout: Layout, seed: int) -> None:
 
     init_process_group()
     if dist.get_world_size() != layout.world_size:
-        raise RuntimeError(
+        raise LayoutError(
             f"this job runs {dist.get_world_size()} processes but the layout was validated for "
             f"{layout.world_size} (cluster.nodes x cluster.gpus_per_node): launch with "
             "matching --nproc-per-node/--nnodes or change cluster.*"
@@ -89,9 +85,7 @@ def shutdown() -> None:
 
 
 def is_rank0() -> bool:
-    return not dist.is_initialized() or dist.get_rank() == 0
+    return collectives.rank() == 0
 
 
-def barrier() -> None:
-    if dist.is_initialized():
-        dist.barrier()
+barrier = collectives.barrier

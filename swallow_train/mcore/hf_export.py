@@ -16,31 +16,32 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from megatron.core import dist_checkpointing
 from torch.distributed.checkpoint.api import CheckpointException
 
-from swallow_train.convert.cli import resolve_iteration_dir
+from swallow_train import collectives
+from swallow_train.convert.checkpoint_dir import resolve_iteration_dir
 from swallow_train.convert.hf_io import write_hf_checkpoint
+from swallow_train.convert.hf_meta import read_start_record
 from swallow_train.convert.names import TPSplit
 from swallow_train.convert.transforms import ConversionError, to_hf, tp_merge
 from swallow_train.mcore.config import Precision
 from swallow_train.mcore.distributed import init_parallel_state
 from swallow_train.mcore.hf_import import local_params
 from swallow_train.mcore.model import build_model, transformer_config
+from swallow_train.mcore.torch_dist_read import (
+    CommonState,
+    check_args_match,
+    load_model_tensors,
+    read_common,
+    sharded_metadata,
+)
 from swallow_train.models.config import ModelConfig
 from swallow_train.parallel import ParallelConfig, validate_layout
 
 
 def _world() -> tuple[int, int]:
-    if not dist.is_initialized():
-        return 0, 1
-    return dist.get_rank(), dist.get_world_size()
-
-
-def _comm_device() -> torch.device:
-    nccl = dist.is_initialized() and dist.get_backend() == "nccl"
-    return torch.device("cuda", torch.cuda.current_device()) if nccl else torch.device("cpu")
+    return collectives.rank(), collectives.world_size()
 
 
 def gather_hf_state_dict(chunks: list[torch.nn.Module], model: ModelConfig,
@@ -51,9 +52,7 @@ def gather_hf_state_dict(chunks: list[torch.nn.Module], model: ModelConfig,
     for p in local_params(chunks, model):
         tensor = p.param.detach()
         if p.tp_size > 1 and p.match.rule.tp is not TPSplit.replicated:
-            parts = [torch.empty_like(tensor) for _ in range(p.tp_size)]
-            dist.all_gather(parts, tensor.contiguous(), group=p.tp_group)
-            tensor = tp_merge(parts, p.match.rule.tp)
+            tensor = tp_merge(collectives.all_gather_tensor(tensor, p.tp_group), p.match.rule.tp)
         if p.owner and p.match.rule.export:  # host memory: GPUs may still hold optimizer state
             hf = [t.cpu() for t in to_hf(p.match.rule, tensor, model)]
             owned.update(zip(p.match.hf_names(), hf, strict=True))
@@ -67,21 +66,18 @@ def _collect_on_rank0(owned: dict[str, torch.Tensor], progress: bool) -> dict[st
     out = dict(owned) if rank == 0 else {}
     if world == 1:
         return out
-    metas: list[list[tuple[str, tuple[int, ...], torch.dtype]]] = [[] for _ in range(world)]
-    dist.all_gather_object(metas, [(n, tuple(t.shape), t.dtype) for n, t in owned.items()])
-    device = _comm_device()
+    metas = collectives.all_gather_objects([(n, tuple(t.shape), t.dtype)
+                                            for n, t in owned.items()])
     total = sum(len(m) for m in metas[1:])
     bar = tqdm(total=total, desc="gathering", disable=not progress or rank != 0, leave=False)
     for src in range(1, world):
         for name, shape, dtype in metas[src]:
             if rank == src:
-                dist.send(owned[name].to(device).contiguous(), dst=0)
+                collectives.send_tensor(owned[name], dst=0)
             elif rank == 0:
                 if name in out:
                     raise RuntimeError(f"tensor {name} is owned by rank {src} and another rank")
-                buffer = torch.empty(shape, dtype=dtype, device=device)
-                dist.recv(buffer, src=src)
-                out[name] = buffer.cpu()
+                out[name] = collectives.recv_tensor(shape, dtype, src=src)
                 bar.update()
     bar.close()
     return out
@@ -93,18 +89,19 @@ def export_to_hf(chunks: list[torch.nn.Module], model: ModelConfig, out_dir: str
     """Collective: gather the model and write it on rank 0. Rank 0 gets the path, others None;
     every rank raises if the write failed."""
     state_dict = gather_hf_state_dict(chunks, model, progress=progress)
-    rank, world = _world()
+    rank = collectives.rank()
     path: Path | None = None
     error: Exception | None = None
     failure: list[str | None] = [None]
     if rank == 0:
         try:
+            # bos/eos/generation_config of the stage's start checkpoint, recorded beside hf/
+            start = read_start_record(Path(out_dir).parent)
             path = write_hf_checkpoint(state_dict, model, out_dir, tokenizer=tokenizer,
-                                       dtype=dtype, progress=progress)
+                                       dtype=dtype, progress=progress, start=start)
         except Exception as exc:  # re-raised below, after the other ranks have heard of it
             error, failure[0] = exc, f"{exc.__class__.__name__}: {exc}"
-    if world > 1:
-        dist.broadcast_object_list(failure, src=0)
+    failure = [collectives.broadcast_object(failure[0], src=0)]
     if error is not None:
         raise error
     if failure[0] is not None:
@@ -135,11 +132,13 @@ def _not_this_model(iter_dir: Path, model: ModelConfig, detail: str) -> Conversi
 
 
 def load_checkpoint_model(chunk: torch.nn.Module, iter_dir: Path, model: ModelConfig,
-                          metadata: dict[str, Any]) -> None:
+                          metadata: dict[str, Any], common: CommonState | None = None) -> None:
     """Load only the model of a torch_dist checkpoint (optimizer, scheduler and RNG keys are
-    ignored). Sharded keys are global, so a checkpoint of any TP/PP/EP/VPP layout loads; every
-    model tensor of the checkpoint must be one this model asks for."""
-    request = {k: v for k, v in chunk.sharded_state_dict().items()
+    ignored; `common.pt` is never needed, `common` is what the restricted reader found in it).
+    Sharded keys are global, so a checkpoint of any TP/PP/EP/VPP layout loads; every model
+    tensor of the checkpoint must be one this model asks for."""
+    sharded = chunk.sharded_state_dict(metadata=sharded_metadata(common))
+    request = {k: v for k, v in sharded.items()
                if not k.endswith("._extra_state")}  # TE/FP8 metadata: nothing to export
     for item in request.values():
         key = getattr(item, "key", None)
@@ -150,7 +149,7 @@ def load_checkpoint_model(chunk: torch.nn.Module, iter_dir: Path, model: ModelCo
     if extra:
         raise _not_this_model(iter_dir, model, f"it has tensors the model lacks: {extra[:4]}")
     try:
-        loaded = dist_checkpointing.load({"model": request}, str(iter_dir))
+        loaded = load_model_tensors(request, iter_dir)  # without common.pt
     except (Exception, CheckpointException) as exc:  # DCP's exception is a BaseException
         lines = [line for line in str(exc).strip().splitlines() if line.strip()]
         raise _not_this_model(iter_dir, model, f"{exc.__class__.__name__}: "
@@ -168,7 +167,7 @@ def export_checkpoint(ckpt_dir: str | os.PathLike[str], model: ModelConfig,
     """Export a torch_dist checkpoint from disk in this single process (TP1 PP1 EP1, world size
     1), without the training job: `{ckpt_dir}/iter_{step:07d}` of `iteration` or the latest."""
     iter_dir = resolve_iteration_dir(ckpt_dir, iteration)
-    if dist.is_initialized() and dist.get_world_size() != 1:
+    if collectives.world_size() != 1:
         raise ConversionError("export_checkpoint runs in one process; use export_to_hf inside "
                               "a multi-process job")
     model.validate()
@@ -176,12 +175,14 @@ def export_checkpoint(ckpt_dir: str | os.PathLike[str], model: ModelConfig,
     layout = validate_layout(model, parallel, world_size=1, global_batch_size=1,
                              micro_batch_size=1, seq_length=1)
     init_parallel_state(layout, seed=0)
+    common = read_common(iter_dir)  # Megatron-LM's args (slime's classes stubbed), or None
+    check_args_match(common, model, iter_dir)
     metadata = dist_checkpointing.load_tensors_metadata(str(iter_dir))
     config = transformer_config(model, parallel, layout, precision=checkpoint_precision(metadata))
     config.use_cpu_initialization = True  # the whole model in host memory, even on a GPU node
     config.perform_initialization = False  # every weight comes from the checkpoint
     chunks = build_model(model, config)
-    load_checkpoint_model(chunks[0], iter_dir, model, metadata)
+    load_checkpoint_model(chunks[0], iter_dir, model, metadata, common)
     path = export_to_hf(chunks, model, out_dir, tokenizer=tokenizer, dtype=dtype,
                         progress=progress)
     assert path is not None  # world size 1: this is rank 0

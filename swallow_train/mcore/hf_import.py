@@ -8,6 +8,7 @@ its pipeline stage's layers, its TP rows/columns (QKV by whole query groups), it
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -18,7 +19,9 @@ import torch.distributed as dist
 from megatron.core import parallel_state as ps
 from megatron.core.utils import unwrap_model
 
+from swallow_train import collectives
 from swallow_train.convert.hf_io import check_hf_shapes, read_hf_config, resolve_hf_path
+from swallow_train.convert.hf_meta import start_config_errors
 from swallow_train.convert.names import Experts, Match, NameMap, Spec
 from swallow_train.convert.shards import SafetensorsSource
 from swallow_train.convert.transforms import ConversionError, global_expert, read_shard
@@ -101,28 +104,30 @@ def check_config(path: Path, model: ModelConfig) -> None:
     fields = SEMANTIC_FIELDS + (MOE_SEMANTIC_FIELDS if model.is_moe and hf.is_moe else ())
     wrong = [f"model.{f}={getattr(model, f)!r} but {path}/config.json has {getattr(hf, f)!r}"
              for f in fields if getattr(model, f) != getattr(hf, f)]
+    config = path / "config.json"
+    wrong += start_config_errors(model, json.loads(config.read_text()), config)
     if hf.is_moe != model.is_moe:
         wrong.append(f"model {model.name!r} is {'MoE' if model.is_moe else 'dense'} but "
                      f"{path} is a {'MoE' if hf.is_moe else 'dense'} checkpoint")
     if wrong:
         raise ConversionError("HF checkpoint and model config disagree (pick the matching "
-                              "model preset):\n  " + "\n  ".join(wrong))
+                              "model preset, or set the field as given):\n  " + "\n  ".join(wrong))
 
 
 def resolve_everywhere(hf_path: str | os.PathLike[str]) -> Path:
     """`resolve_hf_path` on rank 0 first (one hub download), then on the other ranks."""
-    if not dist.is_initialized() or dist.get_world_size() == 1:
+    if collectives.world_size() == 1:
         return resolve_hf_path(hf_path)
-    status: list[str | None] = [None]
+    status: str | None = None
     path: Path | None = None
-    if dist.get_rank() == 0:
+    if collectives.rank() == 0:
         try:
             path = resolve_hf_path(hf_path)
         except ConversionError as exc:
-            status[0] = str(exc)
-    dist.broadcast_object_list(status, src=0)
-    if status[0] is not None:
-        raise ConversionError(status[0])
+            status = str(exc)
+    status = collectives.broadcast_object(status, src=0)
+    if status is not None:
+        raise ConversionError(status)
     return path if path is not None else resolve_hf_path(hf_path)
 
 
@@ -136,7 +141,7 @@ def load_hf_into_model(chunks: list[torch.nn.Module], model: ModelConfig,
     check_config(path, model)
     check_hf_shapes(source.shapes(), model, f"HF checkpoint {path}")
     params = local_params(chunks, model)
-    show = progress and (not dist.is_initialized() or dist.get_rank() == 0)
+    show = progress and collectives.rank() == 0
     with torch.no_grad():
         for p in tqdm(params, desc=f"loading {path.name}", disable=not show, leave=False):
             hf_names = p.match.hf_names()

@@ -61,11 +61,17 @@ class ShardWriter:
         os.replace(self._tmp_idx, f"{self.prefix}.idx")
 
     def abort(self) -> None:
-        if self._builder is not None:
-            self._builder.data_file.close()
-            self._builder = None
-        for tmp in (self._tmp_bin, self._tmp_idx):
-            tmp.unlink(missing_ok=True)
+        """Remove the temporary files, even when closing them fails (a full disk makes the
+        final flush of `close()` raise ENOSPC again)."""
+        try:
+            if self._builder is not None:
+                builder, self._builder = self._builder, None
+                builder.data_file.close()
+        except OSError:
+            pass  # the data is discarded anyway; the file object is closed even so
+        finally:
+            for tmp in (self._tmp_bin, self._tmp_idx):
+                tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> ShardWriter:
         return self
@@ -77,10 +83,6 @@ class ShardWriter:
             self.commit()
         else:
             self.abort()
-
-
-def shard_exists(prefix: Path) -> bool:
-    return IndexedDataset.exists(str(prefix))
 
 
 def read_documents(prefix: Path) -> list[np.ndarray]:

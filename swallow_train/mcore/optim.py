@@ -3,9 +3,14 @@ and the warmup + decay schedule, the way Megatron-LM's pretrain_gpt sets them up
 
     chunks = wrap_for_training(chunks, config, parallel)
     optimizer, scheduler = build_optimizer(chunks, config, optim_cfg, parallel, train_steps=...)
+    with params_synced(chunks):   # before a save, an evaluation or the HF export
+        ...
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig
@@ -95,3 +100,22 @@ def build_optimizer(
         wd_incr_style="constant",
     )
     return optimizer, scheduler
+
+
+@contextmanager
+def params_synced(chunks: list[DistributedDataParallel]) -> Iterator[None]:
+    """Every parameter up to date on every rank inside the block. With `overlap_param_gather`
+    the all-gather of the last optimizer step's update is deferred to the next forward (each
+    module's forward pre-hook waits for its bucket), so between steps a rank holds stale
+    weights for the shards other DP ranks updated. As Megatron-LM's
+    `disable_forward_pre_hook` / `enable_forward_pre_hook` around save and evaluation: remove
+    the hooks with a synchronous all-gather, then put them back (the next forward does not
+    gather again). Without the overlap this does nothing."""
+    hooked = [c for c in chunks if getattr(c, "use_forward_hook", False)]
+    for chunk in hooked:
+        chunk.disable_forward_pre_hook(param_sync=True)
+    try:
+        yield
+    finally:
+        for chunk in hooked:
+            chunk.enable_forward_pre_hook()

@@ -14,11 +14,12 @@ from functools import partial
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from megatron.core import parallel_state
 from megatron.core.pipeline_parallel import get_forward_backward_func
 from megatron.core.transformer.moe import moe_utils
 from megatron.core.utils import get_batch_on_this_cp_rank
+
+from swallow_train import collectives
 
 Batch = dict[str, Any]
 
@@ -62,19 +63,21 @@ def forward_step(data_iterator, model):
 def _reduce_report(losses_reduced: list[dict[str, torch.Tensor]]) -> tuple[float, int]:
     """(mean loss per token, token count) over the global batch, on every rank: summed over
     micro-batches and DP x CP ranks, then shared from the last pipeline stage."""
-    total = torch.zeros(2, dtype=torch.float64)
-    if parallel_state.is_pipeline_last_stage(ignore_virtual=True):
-        for item in losses_reduced:
-            total += item["lm loss"].double().cpu()
-    if dist.is_initialized():
-        group = parallel_state.get_data_parallel_group(with_context_parallel=True)
-        dist.all_reduce(total, group=group)
+    last_stage = parallel_state.is_pipeline_last_stage(ignore_virtual=True)
+    total = [0.0, 0.0]
+    if last_stage and losses_reduced:
+        # one device-to-host copy per step, not one per micro-batch
+        summed = torch.stack([item["lm loss"] for item in losses_reduced]).double().sum(0)
+        total = summed.cpu().tolist()
+    if collectives.initialized():
+        total = collectives.sum_floats(
+            total, group=parallel_state.get_data_parallel_group(with_context_parallel=True))
         if parallel_state.get_pipeline_model_parallel_world_size() > 1:
-            if not parallel_state.is_pipeline_last_stage(ignore_virtual=True):
-                total.zero_()
-            dist.all_reduce(total, group=parallel_state.get_pipeline_model_parallel_group())
-    tokens = int(total[1].item())
-    return float(total[0].item() / max(tokens, 1)), tokens
+            total = collectives.sum_floats(
+                total if last_stage else [0.0, 0.0],
+                group=parallel_state.get_pipeline_model_parallel_group())
+    tokens = int(total[1])
+    return float(total[0] / max(tokens, 1)), tokens
 
 
 def _moe_aux_loss(num_microbatches: int) -> float | None:
@@ -88,8 +91,18 @@ def _moe_aux_loss(num_microbatches: int) -> float | None:
     return value
 
 
+def schedule_seq_length(batch: Batch, cp: int) -> int:
+    """The whole (un-split) sequence length that megatron's schedules take: they divide it by
+    CP (and by TP under sequence parallel) for the pipeline's p2p tensor shapes. A CPT
+    micro-batch holds the whole sequence (`forward_step` takes this rank's CP share); a packed
+    THD micro-batch comes already split over CP by the data source, so it holds 1/CP of it."""
+    local = int(batch["tokens"].shape[1])
+    return local * cp if batch.get("packed_seq_params") is not None else local
+
+
 def _schedule(chunks, microbatches: list[Batch], *, forward_only: bool):
-    seq_length = microbatches[0]["tokens"].shape[1]
+    cp = parallel_state.get_context_parallel_world_size()
+    seq_length = schedule_seq_length(microbatches[0], cp)
     micro_batch_size = microbatches[0]["tokens"].shape[0]
     iterators = [iter(microbatches) for _ in chunks]
     return get_forward_backward_func()(

@@ -10,6 +10,7 @@ skipped.
 
 from __future__ import annotations
 
+import os
 import zlib
 from dataclasses import asdict
 from pathlib import Path
@@ -19,16 +20,19 @@ from tqdm import tqdm
 
 from swallow_train.checkpoint_files import write_atomic
 from swallow_train.config import to_yaml
+from swallow_train.convert.hf_meta import check_start
 from swallow_train.mcore import distributed
-from swallow_train.mcore.batches import BatchSource
+from swallow_train.mcore.batches import BatchSource, SampleLengths
 from swallow_train.mcore.checkpoint import MegatronCheckpointer, TrainState
 from swallow_train.mcore.model import build_model, resolve_precision, transformer_config
-from swallow_train.mcore.optim import build_optimizer, wrap_for_training
+from swallow_train.mcore.optim import build_optimizer, params_synced, wrap_for_training
 from swallow_train.mcore.step import StepResult, eval_step, train_step
 from swallow_train.metrics.logger import MetricsLogger
-from swallow_train.metrics.throughput import Throughput
+from swallow_train.metrics.throughput import StepWork, Throughput, sample_work
+from swallow_train.run import check_stage_dir_model, finished_stage
+from swallow_train.run_lock import stage_lock
 from swallow_train.signals import StopRequest
-from swallow_train.stages.common import TrainRecipe, check_stage_dir_model
+from swallow_train.training import TrainRecipe
 
 DONE = "DONE"
 
@@ -39,7 +43,10 @@ def _say(msg: str) -> None:
 
 
 def _configure_determinism(recipe: TrainRecipe) -> None:
-    if recipe.train.deterministic:
+    """`train.deterministic` (default: on for CPU, off on GPU; see TrainConfig)."""
+    if recipe.train.resolved_deterministic(torch.cuda.is_available()):
+        # TE reads this when it picks attention backends: no non-deterministic backward
+        os.environ["NVTE_ALLOW_NONDETERMINISTIC_ALGO"] = "0"
         torch.use_deterministic_algorithms(True, warn_only=True)
 
 
@@ -77,18 +84,27 @@ def _start_weights(recipe: TrainRecipe, raw_chunks) -> None:
 def train(recipe: TrainRecipe, *, stage: str, data: BatchSource) -> int:
     stage_dir = recipe.run.stage_dir(stage)
     check_stage_dir_model(stage_dir, recipe.model)
-    if (stage_dir / DONE).exists():
-        _say(f"{stage}: {stage_dir / DONE} exists, stage already finished; skipping")
+    if finished_stage(stage_dir, recipe):  # another recipe than the finished one: RecipeError
+        _say(f"{stage}: {stage_dir / DONE} exists, finished with this recipe; skipping")
         return 0
+    check_start(recipe, stage_dir, chat=stage == "sft")  # SFT: <|im_end|> becomes the eos
     layout = recipe.layout()
     distributed.init_parallel_state(layout, recipe.train.seed)
+    with stage_lock(stage_dir, stage):
+        if finished_stage(stage_dir, recipe):  # finished while this run waited to start
+            return 0
+        return _run(recipe, stage, stage_dir, layout, data)
+
+
+def _run(recipe: TrainRecipe, stage: str, stage_dir: Path, layout, data: BatchSource) -> int:
     _configure_determinism(recipe)
     precision = resolve_precision(recipe.train.precision)
-    config = transformer_config(recipe.model, recipe.parallel, layout, precision=precision)
+    config = transformer_config(recipe.model, recipe.parallel, layout, precision=precision,
+                                for_training=True, fp8=recipe.train.fp8)
     raw_chunks = build_model(recipe.model, config)
     data.prepare(layout)
     total_steps = data.total_steps()
-    ckpt = MegatronCheckpointer(stage_dir / "checkpoints", recipe.checkpoint.keep_last)
+    ckpt = MegatronCheckpointer(stage_dir / "checkpoints", recipe.checkpoint)
     resume = ckpt.latest_step() is not None
     if not resume and recipe.checkpoint.load is None:
         _start_weights(recipe, raw_chunks)
@@ -107,7 +123,8 @@ def train(recipe: TrainRecipe, *, stage: str, data: BatchSource) -> int:
     if distributed.is_rank0():
         stage_dir.mkdir(parents=True, exist_ok=True)
         write_atomic(stage_dir / "config.yaml", to_yaml(recipe))
-    _say(f"{stage}: {layout.describe()}; precision {precision.value}; {total_steps} steps; "
+    fp8 = f" + fp8 {recipe.train.fp8.value}" if recipe.train.fp8 else ""
+    _say(f"{stage}: {layout.describe()}; precision {precision.value}{fp8}; {total_steps} steps; "
          f"data {data.summary()}")
     code = _loop(recipe, stage, stage_dir, layout, chunks, optimizer, scheduler, ckpt, state,
                  data, total_steps)
@@ -116,8 +133,9 @@ def train(recipe: TrainRecipe, *, stage: str, data: BatchSource) -> int:
     if recipe.checkpoint.export_hf:
         from swallow_train.mcore.hf_export import export_to_hf
 
-        out = export_to_hf(raw_chunks, recipe.model, stage_dir / "hf",
-                           tokenizer=recipe.model.tokenizer)
+        with params_synced(chunks):  # overlap_param_gather: the last update, everywhere
+            out = export_to_hf(raw_chunks, recipe.model, stage_dir / "hf",
+                               tokenizer=recipe.model.tokenizer)
         _say(f"HF export: {out or stage_dir / 'hf'}")
     if distributed.is_rank0():
         write_atomic(stage_dir / DONE, f"{state.step}\n")
@@ -136,35 +154,53 @@ def _loop(recipe, stage, stage_dir, layout, chunks, optimizer, scheduler, ckpt, 
     tokens_per_step = data.global_batch_size() * recipe.train.seq_length
     bar = tqdm(total=total_steps, initial=state.step, desc=stage, unit="step",
                disable=not (rank0 and recipe.logging.progress_bar), dynamic_ncols=True)
+    from swallow_train.mcore.prefetch import Prefetcher
+
+    batches = Prefetcher(data.train_microbatches, start=state.step, stop=total_steps)
     try:
         while state.step < total_steps:
-            microbatches = data.train_microbatches(state.step)
+            microbatches = batches.get(state.step)  # built in the background (prefetch.py)
+            work = step_work(recipe.model, data, state.step)
             meter.start()
             result = train_step(chunks, optimizer, scheduler, microbatches)
             state.step += 1
             state.consumed_samples += data.global_batch_size()
-            metrics = {**_step_metrics(result), **meter.stop(tokens_per_step),
+            metrics = {**_step_metrics(result), **meter.stop(tokens_per_step, work),
                        "data_crc": data_crc(microbatches)}
             if recipe.train.eval_interval and state.step % recipe.train.eval_interval == 0:
-                metrics.update(_evaluate(chunks, data, recipe.train.eval_steps))
+                with params_synced(chunks):
+                    metrics.update(_evaluate(chunks, data, recipe.train.eval_steps))
             if state.step % recipe.train.log_interval == 0 or state.step == total_steps:
                 logger.log(state.step, metrics)
             bar.update(1)
             bar.set_postfix(loss=f"{result.loss:.4f}", lr=f"{result.lr:.2e}",
                             tok_s=f"{metrics['tokens_per_s']:.0f}")
             signum = stop.requested() if stop else None
+            ckpt.poll()  # publish a background save whose files are all written
             interval = recipe.checkpoint.save_interval
             if signum or state.step == total_steps or (interval and state.step % interval == 0):
-                ckpt.save(chunks, optimizer, scheduler, state)
+                with params_synced(chunks):  # overlap_param_gather: save the update
+                    ckpt.save(chunks, optimizer, scheduler, state,
+                              final=state.step == total_steps, blocking=bool(signum))
             if signum:
                 _say(f"signal {signum}: checkpointed step {state.step}; rerun to resume")
                 return StopRequest.exit_code(signum)
     finally:
+        batches.close()
         bar.close()
         logger.close()
         if stop:
             stop.restore()
     return 0
+
+
+def step_work(model, data: BatchSource, step: int) -> StepWork | None:
+    """Packed SFT: the real tokens and per-sample attention (sum of L_i^2) of step `step`, over
+    all DP ranks, for an honest MFU. None for a source without sample lengths (CPT: every token
+    is real and attends causally over the whole sequence, as `flops_per_token` counts)."""
+    if not isinstance(data, SampleLengths):
+        return None
+    return sample_work(model, data.step_sample_lengths(step))
 
 
 def _evaluate(chunks, data: BatchSource, steps: int) -> dict[str, float]:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,7 @@ class MetricsLogger:
         self.path = self.stage_dir / "metrics.jsonl"
         self.plot_path = self.stage_dir / "curves.png"
         self._wandb: Any = None
+        self._failed: set[str] = set()
         if not enabled:
             return
         self.stage_dir.mkdir(parents=True, exist_ok=True)
@@ -72,27 +75,44 @@ class MetricsLogger:
             config=config,
         )
 
+    def _sink(self, name: str, write: Callable[[], Any]) -> Any:
+        """Run one sink's write. Metrics must never end a run: on a full disk (or any I/O
+        error) the sink warns once and is skipped from then on; checkpoints report the disk."""
+        if name in self._failed:
+            return None
+        try:
+            return write()
+        except Exception as exc:  # OSError (ENOSPC), W&B's own errors on a full disk
+            self._failed.add(name)
+            print(f"[swallow-train] warning: {name} disabled for the rest of this run "
+                  f"({exc.__class__.__name__}: {exc})", file=sys.stderr, flush=True)
+            return None
+
+    def _append(self, record: dict[str, Any]) -> None:
+        with self.path.open("a") as fh:
+            fh.write(json.dumps(record) + "\n")
+
     def log(self, step: int, metrics: dict[str, Any]) -> None:
         if not self.enabled:
             return
-        record = {"step": step, **metrics}
-        with self.path.open("a") as fh:
-            fh.write(json.dumps(record) + "\n")
+        self._sink(f"metrics log {self.path}", lambda: self._append({"step": step, **metrics}))
         if self._wandb is not None:
-            self._wandb.log({f"{self.stage}/{k}": v for k, v in metrics.items()}, step=step)
+            self._sink("W&B", lambda: self._wandb.log(
+                {f"{self.stage}/{k}": v for k, v in metrics.items()}, step=step))
         if self.cfg.plot_interval and step % self.cfg.plot_interval == 0:
             self.plot()
 
     def plot(self) -> Path | None:
         if not self.enabled:
             return None
-        return plot_curves(read_jsonl(self.path), self.plot_keys, self.plot_path,
-                           f"{self.stage} ({self.stage_dir.parent.name})")
+        return self._sink(f"plot {self.plot_path}", lambda: plot_curves(
+            read_jsonl(self.path), self.plot_keys, self.plot_path,
+            f"{self.stage} ({self.stage_dir.parent.name})"))
 
     def close(self) -> None:
         if not self.enabled:
             return
         self.plot()
         if self._wandb is not None:
-            self._wandb.finish()
+            self._sink("W&B", self._wandb.finish)
             self._wandb = None

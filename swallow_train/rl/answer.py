@@ -1,5 +1,8 @@
 """Find the final answer in a model response and normalise it for `math-verify`.
 
+slime hands the reward the response with special tokens kept (`skip_special_tokens=False`,
+`no_stop_trim=True`): thinking included and `<|im_end|>` (or `<|endoftext|>`) at the end. The turn
+ends at the first such token, so the response is cut there before anything else (`end_of_turn`).
 The answer is looked for only after the last `</think>` (a response that opens `<think>` and
 never closes it has no answer), in this order: the last `\\boxed{...}` / `\\fbox{...}`, the
 Minerva form "The (final) answer is X", an "Answer: X" / "答え：X" line, the last inline math span
@@ -19,6 +22,8 @@ import unicodedata
 
 THINK_OPEN = "<think>"
 THINK_CLOSE = "</think>"
+END_TOKENS = ("<|im_end|>", "<|endoftext|>")
+"""Qwen3's end-of-turn and end-of-text tokens: the model's turn ends at the first of them."""
 
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
 _FINAL_ANSWER = re.compile(
@@ -38,9 +43,17 @@ _TRAILING_PUNCT = ".。．、,;:!！ \t\n"
 _SYMBOLS = {"−": "-", "²": "^2", "³": "^3", "×": "\\times ", "÷": "\\div ", "π": "\\pi "}
 
 
+def end_of_turn(response: str) -> str:
+    """`response` up to its first end-of-turn / end-of-text token (slime keeps them)."""
+    cut = min((i for i in (response.find(t) for t in END_TOKENS) if i >= 0), default=-1)
+    return response if cut < 0 else response[:cut]
+
+
 def answer_region(response: str) -> str | None:
-    """The text after the last `</think>`; the whole response when it never opens `<think>`;
-    None when thinking was opened and never closed (no final answer was written)."""
+    """The text after the last `</think>` (of the turn, see `end_of_turn`); the whole turn when
+    it never opens `<think>`; None when thinking was opened and never closed (no final answer
+    was written)."""
+    response = end_of_turn(response)
     if THINK_CLOSE in response:
         return response.rsplit(THINK_CLOSE, 1)[1]
     if THINK_OPEN in response:

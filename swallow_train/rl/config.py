@@ -146,3 +146,23 @@ def check_batch_rule(rollout: RolloutConfig, loss: PolicyLossConfig) -> list[str
         errors.append(f"loss.advantage_estimator={loss.advantage_estimator.value} needs "
                       "loss.normalize_advantages=true (slime asserts it)")
     return errors
+
+
+def local_backend_errors(loss: PolicyLossConfig, evaluation: RLEvalConfig) -> list[str]:
+    """Settings the local GRPO backend (`rl/local.py`) cannot honour: it implements the GRPO
+    advantage (group-centred, optionally std-normalised) and nothing else, so these are refused
+    rather than silently run as GRPO."""
+    errors: list[str] = []
+    if loss.advantage_estimator is not AdvantageEstimator.grpo:
+        errors.append(f"loss.advantage_estimator={loss.advantage_estimator.value}: the local "
+                      "backend implements grpo only; set loss.advantage_estimator=grpo or "
+                      "backend=slime")
+    if loss.normalize_advantages:
+        errors.append("loss.normalize_advantages=true: the local backend does not whiten "
+                      "advantages over the batch; set loss.normalize_advantages=false or "
+                      "backend=slime")
+    if evaluation.temperature <= 0:
+        errors.append(f"evaluation.temperature={evaluation.temperature!r}: the local backend "
+                      "samples evaluations and has no greedy mode; set evaluation.temperature "
+                      "> 0 or backend=slime")
+    return errors

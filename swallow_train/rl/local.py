@@ -13,16 +13,23 @@ re-run with the same command ends in a bit-identical `hf/`. It writes `metrics.j
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from swallow_train.checkpoint_files import CheckpointDir, verify_checksums, write_atomic
+from swallow_train.checkpoint_files import (
+    CheckpointDir,
+    CheckpointError,
+    verify_checksums,
+    write_atomic,
+)
 from swallow_train.config import RecipeError, to_yaml
+from swallow_train.convert.hf_meta import check_rope_and_window, start_config_errors
 from swallow_train.rl import reward as rm
-from swallow_train.rl.config import check_batch_rule
+from swallow_train.rl.config import check_batch_rule, local_backend_errors
 from swallow_train.rl.grpo import aggregate, group_advantages, kl_to_reference, policy_loss
 from swallow_train.rl.grpo import response_logprobs as logprobs
 from swallow_train.rl.megatron_args import check_hf_config, model_args
@@ -34,6 +41,7 @@ from swallow_train.rl.rollout import (
     sample_groups,
     score_groups,
 )
+from swallow_train.run import finished_stage
 from swallow_train.signals import StopRequest
 
 DONE = "DONE"
@@ -53,7 +61,11 @@ def load_policy(path: str, recipe: Any) -> Any:
         raise RecipeError(f"the RL stage starts from {path}, which is not an HF checkpoint "
                           "directory: run the SFT stage first (swallow-train sft ...) or set "
                           "init.hf to an HF directory")
-    wrong = check_hf_config(model_args(recipe.model), Path(path) / "config.json")
+    config = Path(path) / "config.json"
+    hf = json.loads(config.read_text())
+    check_rope_and_window(hf, config)  # transformers would run them, the export would drop them
+    wrong = check_hf_config(model_args(recipe.model), config)
+    wrong += start_config_errors(recipe.model, hf, config)
     if wrong:
         raise RecipeError(f"{path} is not model={recipe.model.name}: " + "; ".join(wrong))
     return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
@@ -98,7 +110,10 @@ class LocalGRPO:
         if step is None:
             return 0
         path = self.ckpts.path(step)
-        verify_checksums(path)
+        try:
+            verify_checksums(path)
+        except CheckpointError as exc:
+            raise CheckpointError(f"{exc}; {self.ckpts.repair_advice(step)}") from None
         state = torch.load(path / STATE, weights_only=False)
         position = step * self.recipe.rollout.rollout_batch_size
         if state["prompt_position"] != position:
@@ -201,13 +216,15 @@ def run_local(recipe: Any) -> int:
     from tqdm import tqdm
 
     from swallow_train.convert.hf_io import write_hf_checkpoint
+    from swallow_train.convert.hf_meta import read_start_tokens
     from swallow_train.metrics.logger import MetricsLogger
 
     stage_dir = recipe.run.stage_dir("rl")
-    if (stage_dir / DONE).exists():
-        _say(f"{stage_dir / DONE} exists, stage already finished; skipping")
+    if finished_stage(stage_dir, recipe):  # else RecipeError
+        _say(f"{stage_dir / DONE} exists, finished with this recipe; skipping")
         return 0
     errors = check_batch_rule(recipe.rollout, recipe.loss)
+    errors += local_backend_errors(recipe.loss, recipe.evaluation)
     if errors:
         raise RecipeError("RL recipe:\n" + "\n".join(f"  - {e}" for e in errors))
     start = recipe.init.resolve(recipe.run)
@@ -257,7 +274,7 @@ def run_local(recipe: Any) -> int:
         rm.shutdown()
     out = write_hf_checkpoint(dict(run.model.state_dict()), recipe.model, stage_dir / "hf",
                               tokenizer=recipe.model.tokenizer, dtype=torch.bfloat16,
-                              progress=False)
+                              progress=False, start=read_start_tokens(start))
     _say(f"HF export: {out}")
     (stage_dir / DONE).write_bytes(b"")
     return 0

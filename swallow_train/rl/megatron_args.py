@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from swallow_train.models.config import ModelConfig
-from swallow_train.parallel import ParallelConfig
+from swallow_train.parallel import RECOMPUTE_MODULES, ParallelConfig, Recompute
 
 
 def _num(value: float) -> str:
@@ -64,7 +64,10 @@ def model_args(model: ModelConfig) -> list[str]:
 
 
 def parallel_args(model: ModelConfig, parallel: ParallelConfig) -> list[str]:
-    """Megatron layout flags (TP/PP/CP/EP, sequence parallel, recompute, MoE kernels)."""
+    """Megatron layout and performance flags (TP/PP/CP/EP, sequence parallel, recompute, MoE
+    kernels, DDP overlap, fusions), from the same ParallelConfig as the megatron-core trainer.
+    The fusions are on by default in Megatron-LM as here, so only turning them off is written;
+    `cross_entropy_loss_fusion` is not: slime computes its losses from the logits itself."""
     p = parallel
     args = [
         "--tensor-model-parallel-size", str(p.tp),
@@ -77,16 +80,27 @@ def parallel_args(model: ModelConfig, parallel: ParallelConfig) -> list[str]:
         args += ["--num-virtual-stages-per-pipeline-rank", str(p.vpp)]
     if model.is_moe:
         args += ["--expert-model-parallel-size", str(p.ep),
-                 "--moe-token-dispatcher-type", p.moe_token_dispatcher]
+                 "--moe-token-dispatcher-type", str(p.moe_token_dispatcher)]
         if p.etp is not None:
             args += ["--expert-tensor-parallel-size", str(p.etp)]
         if p.moe_grouped_gemm:
             args.append("--moe-grouped-gemm")
-    if p.recompute == "full":
+    if p.recompute == Recompute.full:
         args += ["--recompute-granularity", "full", "--recompute-method", "uniform",
                  "--recompute-num-layers", "1"]
-    elif p.recompute == "moe":
-        args += ["--recompute-granularity", "selective", "--recompute-modules", "moe"]
+    elif p.recompute is not None:
+        args += ["--recompute-granularity", "selective",
+                 "--recompute-modules", *RECOMPUTE_MODULES[p.recompute]]
+    if p.overlap_grad_reduce:
+        args.append("--overlap-grad-reduce")
+    if p.overlap_param_gather:
+        args += ["--use-distributed-optimizer", "--overlap-param-gather"]
+    if not p.gradient_accumulation_fusion:
+        args.append("--no-gradient-accumulation-fusion")
+    if not p.apply_rope_fusion:
+        args.append("--no-rope-fusion")
+    if p.tp_comm_overlap:
+        args.append("--tp-comm-overlap")
     return args
 
 

@@ -12,11 +12,8 @@ The cluster source is the math subset of `allenai/Dolci-Think-RL-7B` (rows whose
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import re
-import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -25,13 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from swallow_train.data.sources import DataError, SourceConfig, iter_records
-from swallow_train.rl.tiny_math import tiny_problems
+from swallow_train.data.tiny_math import prompt_key, split_held_out, tiny_problems
+from swallow_train.rl.prompt_rows import RejectCounts, Rejected, clean_row
 
 DOLCI = "allenai/Dolci-Think-RL-7B"
-TINY_EVAL_SIZE = 32
-"""data.eval_size of the tiny RL recipe (recipes/size/rl_tiny_*.yaml)."""
-
-
 class PromptSource(Enum):
     dolci = "dolci"
     """The math subset of allenai/Dolci-Think-RL-7B."""
@@ -83,8 +77,9 @@ def _as_list(value: Any) -> list[Any]:
 
 
 def dolci_math_rows(records: Iterable[tuple[str, dict[str, Any]]],
-                    counts: Counter[str]) -> Iterator[dict[str, Any]]:
-    """slime rows of the math records of Dolci-Think-RL; `counts` gets what was skipped."""
+                    counts: Counter[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(where, slime row) of the math records of Dolci-Think-RL, the label as it is (`prepare`
+    validates it); `counts` gets what was skipped."""
     for where, record in records:
         counts["read"] += 1
         missing = [k for k in ("prompt", "ground_truth", "dataset") if k not in record]
@@ -98,42 +93,16 @@ def dolci_math_rows(records: Iterable[tuple[str, dict[str, Any]]],
         prompt = str(record["prompt"] or "").strip()
         if prompt.startswith("user: "):
             prompt = prompt[len("user: "):].strip()
-        answers = [str(a).strip() for a in _as_list(record["ground_truth"]) if str(a).strip()]
-        if not prompt or not answers:
-            counts["empty_prompt" if not prompt else "no_answer"] += 1
+        if not prompt:
+            counts["empty_prompt"] += 1
             continue
         source = str(record.get("original_dataset") or "dolci-math")
         row_id = str(record.get("custom_id") or record.get("id") or where)
-        yield {
+        yield where, {
             "prompt": [{"role": "user", "content": prompt}],
-            "label": answers[0],
+            "label": record["ground_truth"],
             "metadata": {"source_name": source, "id": row_id},
         }
-
-
-def _key(row: dict[str, Any]) -> str:
-    text = unicodedata.normalize("NFKC", row["prompt"][-1]["content"]).casefold()
-    return re.sub(r"\s+", " ", text).strip()
-
-
-def _rank(key: str, seed: int) -> str:
-    return hashlib.sha1(f"{seed}\0{key}".encode()).hexdigest()
-
-
-def split_held_out(rows: dict[str, dict[str, Any]], eval_size: int,
-                   seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(train, eval) of deduplicated rows keyed by `_key`: the `eval_size` rows whose keys hash
-    lowest (with `seed`) are held out, so the split does not depend on the rows' order."""
-    held = set(sorted(rows, key=lambda k: _rank(k, seed))[:eval_size])
-    return ([row for key, row in rows.items() if key not in held],
-            [row for key, row in rows.items() if key in held])
-
-
-def tiny_sft_rows(eval_size: int = TINY_EVAL_SIZE, seed: int = 0) -> list[dict[str, Any]]:
-    """The tiny problems of the RL train split (the tiny recipe's held-out eval prompts
-    excluded), for teaching the answer format in SFT before RL."""
-    rows = {_key(row): row for row in tiny_problems(seed)}
-    return split_held_out(rows, eval_size, seed)[0]
 
 
 def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -147,15 +116,22 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
 def prepare(cfg: RLDataConfig) -> dict[str, Any]:
     """Write train/eval JSONL and stats.json for `cfg`; return the stats."""
     counts: Counter[str] = Counter()
+    rejects = RejectCounts()
     if cfg.source is PromptSource.dolci:
         cfg.dolci.check("data.dolci")
-        rows: Iterable[dict[str, Any]] = dolci_math_rows(iter_records(cfg.dolci), counts)
+        rows: Iterable[tuple[str, dict[str, Any]]] = dolci_math_rows(iter_records(cfg.dolci),
+                                                                     counts)
     else:
-        rows = tiny_problems(cfg.seed)
+        rows = ((f"tiny_math[{i}]", row) for i, row in enumerate(tiny_problems(cfg.seed)))
     kept: dict[str, dict[str, Any]] = {}
-    for row in rows:
+    for where, raw in rows:
         counts["math"] += 1
-        key = _key(row)
+        try:
+            row = clean_row(raw)  # label: one answer that math-verify parses
+        except Rejected as exc:
+            rejects.add(exc, where)
+            continue
+        key = prompt_key(row)
         if key in kept:
             counts["duplicates"] += 1
             if kept[key]["label"] != row["label"]:
@@ -173,9 +149,11 @@ def prepare(cfg: RLDataConfig) -> dict[str, Any]:
     _write_jsonl(cfg.eval_path, evals)
     stats = {
         "source": cfg.source.value if cfg.source is PromptSource.tiny else cfg.dolci.describe(),
-        **{k: counts[k] for k in ("read", "not_math", "empty_prompt", "no_answer")
+        **{k: counts[k] for k in ("read", "not_math", "empty_prompt")
            if cfg.source is PromptSource.dolci},
         "math": counts["math"],
+        "rejected": dict(sorted(rejects.counts.items())),
+        "rejected_examples": rejects.examples,
         "duplicates": counts["duplicates"],
         "duplicates_with_other_label": counts["duplicates_with_other_label"],
         "unique": len(kept),
@@ -202,5 +180,11 @@ def main(recipe: Any) -> int:
     stats = prepare(cfg)
     print(f"prepare-rl: {cfg.name} -> {cfg.out_dir}")
     for key, value in stats.items():
-        print(f"  {key}: {value}")
+        if key not in ("rejected", "rejected_examples"):
+            print(f"  {key}: {value}")
+    rejected = sum(stats["rejected"].values())
+    print(f"  rejected: {rejected} rows" + ("" if not rejected else " (dropped; first "
+          f"locations in {cfg.stats_path})"))
+    for key, n in stats["rejected"].items():
+        print(f"    {key}: {n}, e.g. {stats['rejected_examples'][key][0]}")
     return 0

@@ -11,7 +11,6 @@ rewards from the same reward function slime calls (`swallow_train.rl.reward.grou
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ import torch
 
 from swallow_train.data.sources import DataError
 from swallow_train.rl.config import RolloutConfig
+from swallow_train.rl.prompt_rows import read_prompt_file
 from swallow_train.rl.reward import RolloutSample, Status, group_reward
 
 STOP_TOKENS = ("<|im_end|>", "<|endoftext|>")
@@ -61,24 +61,17 @@ class PromptSet:
     def load(cls, path: Path, tok: Any, *, max_prompt_len: int,
              limit: int | None = None) -> PromptSet:
         prompts, dropped = [], 0
-        with Path(path).open(encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, start=1):
-                if limit is not None and len(prompts) >= limit:
-                    break
-                try:
-                    row = json.loads(line)
-                    messages, label = row["prompt"], str(row["label"])
-                except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                    raise DataError(f"{path}:{lineno}: not a prompt row ({exc}); run "
-                                    "swallow-train prepare-rl again") from None
-                text = tok.apply_chat_template(messages, tokenize=False,
-                                               add_generation_prompt=True, enable_thinking=True)
-                ids = tok(text, add_special_tokens=False)["input_ids"]
-                if len(ids) > max_prompt_len:
-                    dropped += 1
-                    continue
-                source = (row.get("metadata") or {}).get("source_name", "")
-                prompts.append(Prompt(torch.tensor([ids]), label, source))
+        for _lineno, row in read_prompt_file(Path(path)):  # every row valid, else DataError
+            if limit is not None and len(prompts) >= limit:
+                break
+            text = tok.apply_chat_template(row["prompt"], tokenize=False,
+                                           add_generation_prompt=True, enable_thinking=True)
+            ids = tok(text, add_special_tokens=False)["input_ids"]
+            if len(ids) > max_prompt_len:
+                dropped += 1
+                continue
+            source = str(row["metadata"].get("source_name", ""))
+            prompts.append(Prompt(torch.tensor([ids]), row["label"], source))
         return cls(prompts, dropped)
 
     def batch(self, rollout: int, size: int, *, seed: int, shuffle: bool) -> list[Prompt]:

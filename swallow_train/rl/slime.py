@@ -39,8 +39,10 @@ class SlimeConfig:
     """How slime runs the RL recipe on a Ray cluster (paths are those of slime's image)."""
 
     ray_address: str = "http://127.0.0.1:8265"
-    train_script: str = "/root/slime/train.py"
-    megatron_path: str = "/root/Megatron-LM"
+    train_script: str | None = None
+    """slime's train.py; None: the cluster preset's `cluster.slime_train_script`."""
+    megatron_path: str | None = None
+    """Megatron-LM for slime; None: the cluster preset's `cluster.megatron_path`."""
     colocate: bool = True
     """Training and SGLang share every GPU (Megatron is offloaded while rolling out)."""
     rollout_num_gpus: int | None = None
@@ -64,6 +66,28 @@ class SlimeConfig:
     """Extra environment variables of the Ray job."""
     extra_args: list[str] = field(default_factory=list)
     """Extra train.py flags, appended verbatim."""
+
+
+def _cluster_value(recipe: Any, own: str | None, key: str, example: str) -> str:
+    value = own or getattr(recipe.cluster, key)
+    if not value:
+        raise SlimeError(
+            f"cluster {recipe.cluster.name}: cluster.{key} is not set; set it to {example} "
+            f"on the nodes (or inside cluster.container), e.g. cluster.{key}=..."
+        )
+    return str(value)
+
+
+def train_script(recipe: Any) -> str:
+    """slime's train.py: `slime.train_script`, else the cluster preset's value."""
+    return _cluster_value(recipe, recipe.slime.train_script, "slime_train_script",
+                          "slime's train.py")
+
+
+def megatron_path(recipe: Any) -> str:
+    """The Megatron-LM checkout slime imports: `slime.megatron_path`, else the preset's."""
+    return _cluster_value(recipe, recipe.slime.megatron_path, "megatron_path",
+                          "the Megatron-LM checkout slime runs with")
 
 
 def _path(path: str | Path) -> str:
@@ -240,7 +264,7 @@ def runtime_env(recipe: Any) -> dict[str, Any]:
     reward by dotted path inside Ray actors), the reward pool's size, NCCL settings."""
     s = recipe.slime
     env = {
-        "PYTHONPATH": f"{s.megatron_path}:{PWD}",
+        "PYTHONPATH": f"{_path(megatron_path(recipe))}:{PWD}",
         "CUDA_DEVICE_MAX_CONNECTIONS": "1",
         "NCCL_NVLS_ENABLE": "1" if s.nccl_nvls else "0",
         "MASTER_ADDR": MASTER_ADDR,
@@ -283,6 +307,6 @@ def render_ray_job(recipe: Any) -> str:
     env = json.dumps(runtime_env(recipe))
     head = [f"ray job submit --address={shell_word(recipe.slime.ray_address)}",
             f"--runtime-env-json={shell_word(env)}",
-            f"-- python3 {shell_word(recipe.slime.train_script)}"]
+            f"-- python3 {shell_word(_path(train_script(recipe)))}"]
     body = head + _lines(train)
     return " \\\n  ".join(body) + "\n"

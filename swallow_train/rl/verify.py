@@ -19,7 +19,9 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import re
 import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -34,8 +36,9 @@ logging.getLogger("math_verify").setLevel(logging.ERROR)
 Label = str | int | float | Sequence[str]
 
 
-class CheckTimeout(Exception):
-    """Raised inside a worker when a check uses up its soft time budget."""
+class CheckTimeout(BaseException):
+    """Raised by SIGALRM when a check uses up its soft time budget (a BaseException, so that
+    math-verify's own `except Exception` does not turn it into "no answer")."""
 
 
 def _parse(text: str) -> list[Any]:
@@ -59,6 +62,53 @@ def answers_match(answer: str, label: str) -> bool:
     if not parsed_gold or not parsed_pred:
         return False
     return bool(verify(parsed_gold, parsed_pred, timeout_seconds=None))  # type: ignore[arg-type]
+
+
+LABEL_PARSE_BUDGET_S = 5.0
+
+
+def _reads_as_prose(text: str, expr: Any) -> bool:
+    """Whether math-verify read words as a product of single letters ("see the solution" ->
+    E**4*h*l*n*...): a run of 3+ letters outside LaTeX commands, parsed to 3+ letter factors."""
+    import sympy
+
+    if not re.search(r"[A-Za-z]{3,}", re.sub(r"\\[A-Za-z]+", " ", text)):
+        return False
+    if not isinstance(expr, sympy.Mul):
+        return False
+    letters = 0
+    for factor in expr.args:
+        base, exponent = factor.as_base_exp()
+        single = isinstance(base, sympy.Symbol) and len(base.name) == 1
+        if (single or base is sympy.E) and exponent.is_Integer and exponent > 0:
+            letters += int(exponent)
+    return letters >= 3
+
+
+def label_problem(label: str) -> str | None:
+    """Why `label` cannot serve as a reference answer (math-verify cannot parse it, or reads it
+    as prose), or None. Under a SIGALRM budget when run in the main thread."""
+    text = normalize_answer(label)
+    if not text:
+        return "nothing left after normalisation"
+    _parse("1")  # math-verify's lazy imports (seconds on a loaded machine) are not the label's
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGALRM, _on_alarm) if main else None
+    if main:
+        signal.setitimer(signal.ITIMER_REAL, LABEL_PARSE_BUDGET_S)
+    try:
+        parsed = [p for p in _parse(text) if not isinstance(p, str)]
+    except CheckTimeout:
+        return f"math-verify did not parse it within {LABEL_PARSE_BUDGET_S:g} s"
+    finally:
+        if main:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+    if not parsed:
+        return "math-verify cannot parse it"
+    if _reads_as_prose(text, parsed[0]):
+        return f"it is prose, not an answer (math-verify reads it as {parsed[0]})"
+    return None
 
 
 def score_response(response: str, label: Label) -> float:

@@ -10,12 +10,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from swallow_train.data.config import CPTDataConfig
-from swallow_train.stages.common import TrainRecipe
+from swallow_train.training import TrainRecipe
 
 
 @dataclass(kw_only=True)
 class CPTRecipe(TrainRecipe):
     data: CPTDataConfig
+
+    def recipe_errors(self) -> list[str]:
+        errors = super().recipe_errors()
+        if self.train.train_steps < 1:
+            errors.append(f"train.train_steps={self.train.train_steps} must be >= 1 for CPT (0, "
+                          "one epoch, is SFT's): set train.train_steps to the steps to train")
+        return errors
 
 
 def main(recipe: CPTRecipe) -> int:
@@ -24,10 +31,3 @@ def main(recipe: CPTRecipe) -> int:
 
     return train(recipe, stage="cpt", data=CPTData(recipe))
 
-
-if __name__ == "__main__":
-    import sys
-
-    from swallow_train.cli import main as cli
-
-    raise SystemExit(cli(["cpt", *sys.argv[1:]]))

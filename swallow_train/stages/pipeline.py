@@ -12,15 +12,14 @@ Stages run as child processes that die with the pipeline (stages/procs.py).
 
 from __future__ import annotations
 
-import fcntl
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from swallow_train.config import RecipeError, compose
 from swallow_train.models.config import ModelConfig
-from swallow_train.stages.common import check_stage_dir_model
+from swallow_train.run import check_stage_dir_model, finished_stage
+from swallow_train.run_lock import RunLock
 
 STAGES = ("cpt", "sft", "rl")
 TRAINING_STAGES = ("cpt", "sft")
@@ -83,37 +82,6 @@ def plan(recipe: PipelineRecipe) -> dict[str, object]:
     return recipes
 
 
-class RunLock:
-    """One pipeline per run directory: a second one fails fast instead of racing the first."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.fh = None
-
-    def __enter__(self) -> RunLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.fh = self.path.open("a+")
-        try:
-            fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self.fh.seek(0)
-            holder = self.fh.read().strip() or "?"
-            raise RecipeError(
-                f"{self.path.parent} is in use by another pipeline (pid {holder}); wait for it "
-                "or use another name=..."
-            ) from None
-        self.fh.seek(0)
-        self.fh.truncate()
-        self.fh.write(str(os.getpid()))
-        self.fh.flush()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self.fh is not None
-        fcntl.flock(self.fh, fcntl.LOCK_UN)
-        self.fh.close()
-
-
 def main(recipe: PipelineRecipe) -> int:
     from swallow_train.stages.pipeline_report import report
     from swallow_train.stages.procs import run_stage
@@ -121,10 +89,11 @@ def main(recipe: PipelineRecipe) -> int:
     recipes = plan(recipe)
     run_dir = Path(recipe.root) / recipe.name
     timings: dict[str, float] = {}
-    with RunLock(run_dir / ".pipeline.lock"):
+    with RunLock(run_dir / ".pipeline.lock", what="pipeline",
+                 fix="wait for it, or use another name=..."):
         for stage in recipe.stages:
             stage_dir = recipes[stage].run.stage_dir(stage)
-            if (stage_dir / "DONE").exists():
+            if finished_stage(stage_dir, recipes[stage]):  # another recipe: RecipeError
                 print(f"[pipeline] {stage}: already finished ({stage_dir}/DONE), skipping")
                 continue
             print(f"[pipeline] {stage}: starting in {stage_dir}", flush=True)
@@ -140,9 +109,18 @@ def main(recipe: PipelineRecipe) -> int:
     return 0
 
 
+def redo_report(argv: list[str]) -> int:
+    """`python -m swallow_train.stages.pipeline runs/tiny [model=tiny_moe ...]`: the report of
+    a finished run again (its overrides as given to the pipeline)."""
+    from swallow_train.stages.pipeline_report import report
+
+    run = Path(argv[0])
+    pipeline = compose("pipeline", [f"name={run.name}", f"root={run.parent}", *argv[1:]])
+    report(pipeline, plan(pipeline), run, {})
+    return 0
+
+
 if __name__ == "__main__":
     import sys
 
-    from swallow_train.cli import main as cli
-
-    raise SystemExit(cli(["pipeline", *sys.argv[1:]]))
+    raise SystemExit(redo_report(sys.argv[1:]))

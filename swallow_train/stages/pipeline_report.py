@@ -2,7 +2,7 @@
 question through its chat template; a table of per-stage results, `summary.json` and a
 `pipeline.png` of the three curves are written next to the run.
 
-    python -m swallow_train.stages.pipeline_report runs/tiny [model=tiny_moe]  # redo a report
+    python -m swallow_train.stages.pipeline runs/tiny [model=tiny_moe]  # redo a run's report
 """
 
 from __future__ import annotations
@@ -102,13 +102,3 @@ def report(recipe: Any, recipes: dict[str, Any], run_dir: Path,
     console.print(f"summary: {run_dir / 'summary.json'}; curves: {run_dir / 'pipeline.png'}")
     return summary
 
-
-if __name__ == "__main__":
-    import sys
-
-    from swallow_train.config import compose
-    from swallow_train.stages.pipeline import plan
-
-    run = Path(sys.argv[1])
-    pipeline = compose("pipeline", [f"name={run.name}", f"root={run.parent}", *sys.argv[2:]])
-    report(pipeline, plan(pipeline), run, {})

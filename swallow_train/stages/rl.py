@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from swallow_train.launch.cluster import ClusterConfig
+from swallow_train.cluster import ClusterConfig
 from swallow_train.metrics.config import LoggingConfig
 from swallow_train.models.config import ModelConfig
 from swallow_train.parallel import ParallelConfig
@@ -28,7 +28,7 @@ from swallow_train.rl.grpo import LocalConfig
 from swallow_train.rl.prompts import RLDataConfig
 from swallow_train.rl.reward import RewardConfig
 from swallow_train.rl.slime import SlimeConfig
-from swallow_train.stages.common import InitConfig, RunConfig, check_stage_dir_model
+from swallow_train.run import InitConfig, RunConfig, check_stage_dir_model
 
 DONE = "DONE"
 
@@ -52,6 +52,14 @@ class RLRecipe:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     init: InitConfig = field(default_factory=InitConfig)
 
+    def recipe_errors(self) -> list[str]:
+        """What the chosen backend cannot honour, refused at compose time (config.check)."""
+        if self.backend is Backend.local:
+            from swallow_train.rl.config import local_backend_errors
+
+            return local_backend_errors(self.loss, self.evaluation)
+        return []
+
 
 def main(recipe: RLRecipe) -> int:
     check_stage_dir_model(recipe.run.stage_dir("rl"), recipe.model)
@@ -63,10 +71,3 @@ def main(recipe: RLRecipe) -> int:
 
     return run_local(recipe)
 
-
-if __name__ == "__main__":
-    import sys
-
-    from swallow_train.cli import main as cli
-
-    raise SystemExit(cli(["rl", *sys.argv[1:]]))

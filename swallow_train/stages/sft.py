@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from swallow_train.data.config import SFTDataConfig
-from swallow_train.stages.common import TrainRecipe
+from swallow_train.training import TrainRecipe
 
 
 @dataclass(kw_only=True)
@@ -23,6 +23,14 @@ class SFTRecipe(TrainRecipe):
     def sequences_per_step(self) -> int | None:
         return None
 
+    def recipe_errors(self) -> list[str]:
+        errors = super().recipe_errors()
+        if self.train.eval_interval:
+            errors.append(f"train.eval_interval={self.train.eval_interval}: SFT has no "
+                          "validation split (every packed conversation is trained on), so it "
+                          "cannot evaluate; set train.eval_interval=0")
+        return errors
+
 
 def main(recipe: SFTRecipe) -> int:
     from swallow_train.mcore.data_sft import SFTData
@@ -30,10 +38,3 @@ def main(recipe: SFTRecipe) -> int:
 
     return train(recipe, stage="sft", data=SFTData(recipe))
 
-
-if __name__ == "__main__":
-    import sys
-
-    from swallow_train.cli import main as cli
-
-    raise SystemExit(cli(["sft", *sys.argv[1:]]))

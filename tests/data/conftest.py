@@ -27,11 +27,11 @@ def tok() -> Any:
 def cpt_prepared(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """The tiny CPT mixture tokenized with 64 documents per shard (several shards per corpus)."""
     from swallow_train.data.prepare import prepare
+    from swallow_train.mcore.indexed import ShardWriter
 
     root = tmp_path_factory.mktemp("cpt")
-    return prepare(
-        load_manifest(TINY_CPT), root, TOKENIZER, workers=1, docs_per_shard=64, progress=False
-    )
+    return prepare(load_manifest(TINY_CPT), root, TOKENIZER, writer=ShardWriter, workers=1,
+                   docs_per_shard=64, progress=False)
 
 
 @pytest.fixture(scope="session")

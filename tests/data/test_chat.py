@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from swallow_train.data.chat import (
+    DROP_RULES,
     drop_reason,
     render,
     render_text,
@@ -82,3 +83,27 @@ def test_drop_reasons_and_trimming() -> None:
     trimmed, changed = trim_trailing([user, answer, user])
     assert trimmed == [user, answer] and changed
     assert trim_trailing([user, answer]) == ([user, answer], False)
+
+
+@pytest.mark.parametrize(
+    ("assistant", "reason"),
+    [
+        ([{"content": "<think>\nr\n</think>\n\na", "reasoning_content": "r"}], "reasoning_twice"),
+        ([{"content": "a", "reasoning_content": "<think>r</think>"}], "reasoning_twice"),
+        ([{"content": "</think>a", "reasoning_content": ""}], "reasoning_twice"),
+        ([{"content": "so <think>r</think> a"}], "malformed_think"),
+        ([{"content": "<think>r"}], "malformed_think"),
+        ([{"content": "<think>r</think><think>s</think>a"}], "malformed_think"),
+        ([{"content": ""}], "empty_answer"),
+        ([{"content": " \n", "reasoning_content": "r"}], "empty_answer"),
+        ([{"content": "<think>r</think>\n\n"}], "empty_answer"),
+        ([{"content": "a"}, {"content": "b", "reasoning_content": "r"}], "consecutive_assistant"),
+        ([{"content": ""}, {"content": ""}], "consecutive_assistant"),  # the first rule wins
+        ([{"content": "\n<think>\nr\n</think>\n\na"}], None),  # reasoning in the content, once
+        ([{"content": "a", "reasoning_content": ""}], None),
+    ],
+)
+def test_record_rules(assistant: list[dict[str, Any]], reason: str | None) -> None:
+    turns = [{"role": "assistant", "reasoning_content": None, **a} for a in assistant]
+    assert drop_reason([{"role": "user", "content": "q"}, *turns]) == reason
+    assert reason is None or reason in DROP_RULES

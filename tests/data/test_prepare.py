@@ -4,18 +4,22 @@ before anything is written."""
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from swallow_train.data import prepare as cpt_prepare
 from swallow_train.data.manifest import load_manifest
-from swallow_train.data.prepare import prepare
 from swallow_train.data.shards import read_json
 from swallow_train.data.sources import DataError, SourceConfig, iter_records
+from swallow_train.mcore.indexed import ShardWriter
 from swallow_train.tokenizer import eod_id
 
 from .conftest import TINY_CPT, TOKENIZER
+
+prepare = partial(cpt_prepare.prepare, writer=ShardWriter)
 
 
 def _read_corpus(out: Path, name: str) -> list[list[int]]:
@@ -246,4 +250,53 @@ def test_without_prevalidation_a_bad_line_keeps_finished_shards(tmp_path: Path) 
     # shard 0 (lines 1-4) was finished before line 7 was read; shard 1 left no trace
     files = sorted(p.name for p in (root / "small" / "a").iterdir())
     assert files == ["shard-00000.bin", "shard-00000.idx", "shard-00000.json"]
+    assert not (root / "small" / "stats.json").exists()
+
+
+def test_array_tasks_write_disjoint_shards_and_the_final_step_equals_one_run(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    from swallow_train.data import prepare as prepare_module
+
+    manifest = load_manifest(_small_manifest(tmp_path, GOOD * 3))  # 30 documents, 8 shards
+    kw: dict[str, Any] = {"workers": 1, "docs_per_shard": 4, "batch_docs": 2, "progress": False}
+    root, written = tmp_path / "tasks", []
+    for t in range(3):
+        result = prepare(manifest, root, TOKENIZER, num_tasks=3, task_index=t, **kw)
+        written.append(result.shards_written)
+        assert result.stats == {} and not (root / "small" / "stats.json").exists()
+        assert not (root / "small" / "a" / "done.json").exists()
+    assert written == [3, 3, 2]  # shards k with k % 3 == t: disjoint, all 8 covered
+    assert read_json(root / "small" / "a" / "count.json")["shards"] == 8
+    # a task run again does nothing (resumable)
+    assert prepare(manifest, root, TOKENIZER, num_tasks=3, task_index=1, **kw).shards_written == 0
+
+    def no_reading(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the final step must not read the corpus again")
+
+    monkeypatch.setattr(prepare_module, "iter_records", no_reading)
+    final = prepare(manifest, root, TOKENIZER, **kw)
+    assert final.shards_written == 0 and final.shards_skipped == 8
+    monkeypatch.undo()
+    one = prepare(manifest, tmp_path / "one", TOKENIZER, **kw)
+    assert final.stats["corpora"] == one.stats["corpora"]
+    for k in range(8):
+        for ext in (".bin", ".idx"):
+            name = f"small/a/shard-{k:05d}{ext}"
+            assert (root / name).read_bytes() == (tmp_path / "one" / name).read_bytes()
+    with pytest.raises(DataError, match=r"data.task_index=3 must be in \[0, data.num_tasks=3\)"):
+        prepare(manifest, root, TOKENIZER, num_tasks=3, task_index=3, **kw)
+
+
+def test_final_step_refuses_a_damaged_shard(tmp_path: Path) -> None:
+    manifest = load_manifest(_small_manifest(tmp_path, GOOD))
+    kw: dict[str, Any] = {"workers": 1, "docs_per_shard": 4, "progress": False}
+    root = tmp_path / "out"
+    for t in range(2):
+        prepare(manifest, root, TOKENIZER, num_tasks=2, task_index=t, **kw)
+    binary = root / "small" / "a" / "shard-00001.bin"
+    binary.write_bytes(binary.read_bytes()[:-4])
+    with pytest.raises(DataError, match=r"1 shard\(s\) incomplete:\n  .*shard-00001.bin: \d+ "
+                                        r"bytes, expected 4 x \d+ tokens\nremove those files"):
+        prepare(manifest, root, TOKENIZER, **kw)
     assert not (root / "small" / "stats.json").exists()

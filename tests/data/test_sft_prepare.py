@@ -16,8 +16,8 @@ from swallow_train.data.manifest import load_manifest
 from swallow_train.data.packed import PackedSFTDataset
 from swallow_train.data.sft_prepare import prepare_sft
 from swallow_train.data.sources import DataError
-from swallow_train.data.synthetic import GENERATORS
 from swallow_train.data.synthetic_chat import tiny_sft_chat
+from swallow_train.data.synthetic_sets import GENERATORS
 
 from .conftest import TINY_SFT, TOKENIZER
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 from swallow_train.data.pii import conversation_pii
 from swallow_train.data.sources import SourceConfig, iter_records
-from swallow_train.data.synthetic import GENERATORS, materialize, math_problem
+from swallow_train.data.synthetic import math_problem
 from swallow_train.data.synthetic_chat import PII_TURNS, my_number_check_digit, tiny_sft_chat
+from swallow_train.data.synthetic_sets import GENERATORS, materialize
 
 
 def test_materialize_is_deterministic_and_small(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import shlex
 import signal
 import stat
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -25,6 +26,11 @@ SUBMITTERS = {
     "module": "exit 0",
     "squeue": 'printf "%s\\n" "$SLURM_JOB_ID.batch" "$SLURM_JOB_ID.extern" "$SLURM_JOB_ID.0"',
     "scancel": 'kill -s "${1#--signal=}" "$(cat "$FAKE_RECORD/launcher.pid")"',
+    # python: the job's checks before the launch (prepared data, doctor) pass unless FAKE_READY
+    # / FAKE_DOCTOR give another status; anything else runs the real interpreter
+    "python": ('case "$2" in swallow_train.data.ready) exit "${FAKE_READY:-0}" ;; esac\n'
+               'if [ "$3" = doctor ]; then exit "${FAKE_DOCTOR:-0}"; fi\n'
+               f'exec {shlex.quote(sys.executable)} "$@"'),
 }
 
 # A launcher that behaves like the trainer behind it (FAKE_MODE):

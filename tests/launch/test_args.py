@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from swallow_train.cluster import LaunchError
 from swallow_train.launch.args import parse
-from swallow_train.launch.cluster import LaunchError
 
 
 def test_launch_keys_map_to_cluster_overrides_in_one_place():
@@ -48,8 +48,8 @@ def test_stage_lists_and_hydra_prefixes():
     (["cluster=abci3"], "missing stage="),
     (["stage=cpt"], "missing cluster="),
     (["stage=pretrain", "cluster=abci3"], "unknown stage 'pretrain'"),
-    (["stage=sft,cpt", "cluster=abci3"], "in the order cpt,sft,rl"),
-    (["stage=cpt,cpt", "cluster=abci3"], "in the order cpt,sft,rl"),
+    (["stage=sft,cpt", "cluster=abci3"], "in the order prepare,cpt,prepare-sft,sft,prepare-rl,rl"),
+    (["stage=cpt,cpt", "cluster=abci3"], "in the order prepare,cpt,prepare-sft,sft,prepare-rl,rl"),
     (["stage=cpt", "cluster=abci3", "nodes=0"], "nodes must be a whole number >= 1"),
     (["stage=cpt", "cluster=abci3", "nodes=two"], "nodes must be a whole number >= 1"),
     (["stage=cpt", "cluster=abci3", "submit=yes"], "must be true or false"),

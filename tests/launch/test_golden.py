@@ -17,11 +17,11 @@ SHELLCHECK = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "shellcheck
 CASES = golden.cases()
 
 
-@pytest.mark.parametrize(("path", "argv"), CASES, ids=[str(p.relative_to(golden.ROOT))
-                                                       for p, _ in CASES])
-def test_golden_script_matches_the_renderer(path, argv):
+@pytest.mark.parametrize(("path", "argv", "index"), CASES,
+                         ids=[str(p.relative_to(golden.ROOT)) for p, _, _ in CASES])
+def test_golden_script_matches_the_renderer(path, argv, index):
     assert path.exists(), f"missing {path}: run python -m swallow_train.launch.golden"
-    assert golden.render(argv) == path.read_text(), (
+    assert golden.render(argv, index) == path.read_text(), (
         f"{path} is stale: run python -m swallow_train.launch.golden")
 
 
@@ -34,6 +34,6 @@ def test_node_counts_are_whole_nodes():
 
 def test_golden_scripts_are_shellcheck_clean():
     paths = sorted(golden.ROOT.glob("*/*.sh"))
-    assert len(paths) >= 18
+    assert len(paths) >= 39  # 3 clusters x (9 GPU jobs + 4 CPU jobs)
     result = subprocess.run([str(SHELLCHECK), *map(str, paths)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout

@@ -19,7 +19,7 @@ SHELLCHECK = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "shellcheck
 def render(*args: str, stage: str | None = None):
     argv = list(args)
     launch = parse(argv)
-    return build(stage or launch.stages[0], launch, argv)
+    return build(stage or launch.stages[0], launch, argv)[0]
 
 
 def launched_overrides(script: str, stage: str) -> list[str]:
@@ -32,7 +32,8 @@ def launched_overrides(script: str, stage: str) -> list[str]:
 
 @pytest.mark.parametrize("args", [
     ("stage=cpt", "cluster=abci3", "nodes=16", "group=g1", "model=qwen3_8b", "optim.lr=2e-5"),
-    ("stage=sft", "cluster=tsubame4", "nodes=16", "group=tga-x", "model=qwen3_32b"),
+    ("stage=sft", "cluster=tsubame4", "nodes=16", "group=tga-x", "model=qwen3_32b",
+     "parallel.recompute=full"),
     ("stage=cpt", "cluster=slurm", "nodes=16", "model=qwen3_30b_a3b", "queue=gpu",
      "walltime=12:00:00", "train.train_steps=100"),
     ("stage=cpt", "cluster=local", "cluster.gpus_per_node=2", "model=tiny_dense"),
@@ -67,7 +68,8 @@ def test_abci3_pbs_header_and_mpirun():
 
 
 def test_tsubame4_grid_engine_header():
-    job = render("stage=cpt", "cluster=tsubame4", "nodes=32", "group=tga-x", "model=qwen3_8b")
+    job = render("stage=cpt", "cluster=tsubame4", "nodes=32", "group=tga-x", "model=qwen3_8b",
+                 "parallel.cp=2")  # the Swallow TP2 CP1 needs ~121 GiB: more than an H100 94 GB
     lines = job.script.splitlines()
     for line in ("#$ -S /bin/bash", "#$ -cwd", "#$ -l node_f=32", "#$ -l h_rt=24:00:00",
                  "#$ -r y", "#$ -notify",
@@ -135,7 +137,7 @@ def test_rendered_variants_are_shellcheck_clean(tmp_path):
         ("stage=sft", "cluster=abci3", "nodes=8", "group=g", "model=qwen3_8b",
          "cluster.launcher=torchrun", "cluster.container=/x y/ngc.sif"),
         ("stage=cpt", "cluster=tsubame4", "nodes=1", "group=g", "model=qwen3_8b",
-         "cluster.launcher=torchrun", "train.global_batch_size=8",
+         "cluster.launcher=torchrun", "train.global_batch_size=8", "parallel.recompute=full",
          "cluster.directives=[-p -5]", "+cluster.env.NCCL_DEBUG=WARN"),
     ]
     paths = []
@@ -162,7 +164,10 @@ BAD = [
     (("stage=cpt", "cluster=slurm", "nodes=16", "walltime=00:10:00", "model=qwen3_8b"),
      "must be longer than cluster.save_margin=900 s"),
     (("stage=cpt,sft", "cluster=tsubame4", "nodes=64", "sft.nodes=3", "group=g",
-      "model=qwen3_32b"), "stage sft:"),
+      "model=qwen3_32b", "parallel.recompute=full"), "stage sft:"),
+    (("stage=cpt", "cluster=tsubame4", "nodes=32", "group=g", "model=qwen3_8b"),
+     "out of GPU memory: the memory plan needs 121.1 GiB per GPU, the H100 94 GB of cluster "
+     "tsubame4 has 93.6"),
     (("stage=cpt", "cluster=local", "nodes=2", "model=tiny_dense"), "nodes=2 must be 1"),
     (("stage=cpt", "cluster=local", "model=tiny_dense", "run.name=my run"),
      "must not contain spaces"),

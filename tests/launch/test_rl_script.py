@@ -4,6 +4,7 @@ Run with bash against fake `ray`, `mpirun` and `python` (slime and Ray are not i
 
 from __future__ import annotations
 
+import json
 import stat
 from pathlib import Path
 
@@ -50,6 +51,9 @@ def rl_env(tmp_path, monkeypatch):
     (work / ".venv/bin/activate").write_text("")
     (work / "runs/r/sft").mkdir(parents=True)
     (work / "runs/r/sft/DONE").write_text("")
+    (work / "third_party/slime").mkdir(parents=True)  # the abci3 preset's slime and Megatron-LM
+    (work / "third_party/slime/train.py").write_text("")
+    (work / "third_party/Megatron-LM/megatron").mkdir(parents=True)
     monkeypatch.chdir(work)
     bin_dir = fake_bin(tmp_path, launchers=())
     for name, body in (("ray", RAY), ("mpirun", MPIRUN), ("python", PYTHON)):
@@ -87,8 +91,11 @@ def test_rl_job_starts_ray_everywhere_submits_exports_and_finishes(tmp_path, rl_
     assert mpirun[:4] == ["-np", "1", "--hostfile", mpirun[3]]
     submit = next(c for c in ray if c[:2] == ["job", "submit"])
     assert submit[2:4] == ["--submission-id", "swallow-r-rl-555.pbs1"]
-    assert submit[submit.index("--") + 1:][:3] == ["python3", "/root/slime/train.py",
-                                                   "--actor-num-nodes"]
+    assert submit[submit.index("--") + 1:][:3] == [
+        "python3", f"{work}/third_party/slime/train.py", "--actor-num-nodes"]
+    runtime = json.loads(next(a for a in submit if a.startswith("--runtime-env-json="))
+                         .partition("=")[2])
+    assert runtime["env_vars"]["PYTHONPATH"] == f"{work}/third_party/Megatron-LM:{work}"
     assert f"{work}/runs/r/rl/slime" in submit  # ${PWD} expanded in the submit directory
     python = calls(tmp_path, "python")
     assert python[0][:3] == ["-m", "swallow_train", "rl"]
@@ -109,3 +116,20 @@ def test_rl_walltime_stops_the_slime_job_and_requeues(tmp_path, rl_env):
     assert not any(c[:3] == ["-m", "swallow_train", "export"] for c in calls(tmp_path, "python"))
     assert calls(tmp_path, "qsub") == [["runs/r/rl/job.pbs.sh"]]
     assert (work / "runs/r/rl/requeues").read_text() == "555.pbs1 none\n"
+
+
+@pytest.mark.parametrize(("missing", "field"), [
+    ("third_party/slime/train.py", "cluster.slime_train_script"),
+    ("third_party/Megatron-LM/megatron", "cluster.megatron_path"),
+])
+def test_rl_job_checks_slime_and_megatron_before_ray_start(tmp_path, rl_env, missing, field):
+    import shutil
+
+    work, env = rl_env
+    script = _render()
+    target = work / missing
+    shutil.rmtree(target) if target.is_dir() else target.unlink()
+    code, out = _run(script, env())
+    assert code == 1
+    assert f"{missing.removesuffix('/megatron')}" in out and f"set {field}=<" in out
+    assert calls(tmp_path, "ray") == []  # nothing was started

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from swallow_train.cluster import LaunchError, Scheduler
 from swallow_train.launch import cli
 from swallow_train.launch.cli import job_id
-from swallow_train.launch.cluster import LaunchError, Scheduler
 from tests.launch.fakes import calls, fake_bin
 
 

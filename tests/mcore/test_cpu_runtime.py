@@ -3,6 +3,8 @@ exists for. A megatron-core upgrade that moves one of these sites fails here."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import pytest
 import torch
 
@@ -135,6 +137,7 @@ def test_distributed_optimizer_load_gives_each_param_its_own_step(runtime, tmp_p
     """Resume exactness hinges on this: a shared `step` tensor advances once per parameter."""
     from swallow_train.config import compose
     from swallow_train.mcore.checkpoint import MegatronCheckpointer, TrainState
+    from swallow_train.mcore.config import CheckpointConfig
     from swallow_train.mcore.model import build_model, transformer_config
     from swallow_train.mcore.optim import build_optimizer, wrap_for_training
 
@@ -156,14 +159,15 @@ def test_distributed_optimizer_load_gives_each_param_its_own_step(runtime, tmp_p
 
     for _ in range(2):
         train_step(chunks, optimizer, scheduler, [batch])
-    ckpt = MegatronCheckpointer(tmp_path, keep_last=1)
-    ckpt.save(chunks, optimizer, scheduler, TrainState(step=2))
+    ckpt = MegatronCheckpointer(tmp_path, CheckpointConfig(save_interval=1, keep_last=1))
+    ckpt.save(chunks, optimizer, scheduler, TrainState(step=2, layout=asdict(layout)),
+              blocking=True)
     chunks2, optimizer2, scheduler2 = make()
     ckpt.load(chunks2, optimizer2, scheduler2, layout)
     steps = [s["step"] for opt in optimizer2.chained_optimizers
              for s in opt.optimizer.state.values()]
     assert len({id(s) for s in steps}) == len(steps)
-    assert all(float(s) == 2.0 for s in steps)
+    assert [float(s) for s in steps] == [2.0] * len(steps)
 
 
 def test_failed_megatron_save_keeps_the_previous_checkpoint(runtime, tmp_path, monkeypatch):
@@ -171,11 +175,13 @@ def test_failed_megatron_save_keeps_the_previous_checkpoint(runtime, tmp_path, m
     import errno
 
     from megatron.core import dist_checkpointing
+    from torch.distributed.checkpoint.api import CheckpointException
 
     from swallow_train.checkpoint_files import CheckpointError, verify_checksums
     from swallow_train.config import compose
     from swallow_train.mcore import checkpoint as mckpt
     from swallow_train.mcore.checkpoint import MegatronCheckpointer, TrainState
+    from swallow_train.mcore.config import CheckpointConfig
     from swallow_train.mcore.model import build_model, transformer_config
     from swallow_train.mcore.optim import build_optimizer, wrap_for_training
 
@@ -191,18 +197,56 @@ def test_failed_megatron_save_keeps_the_previous_checkpoint(runtime, tmp_path, m
     train_step(chunks, optimizer, scheduler, [{
         "tokens": ids, "labels": ids, "loss_mask": torch.ones(2, 16),
         "position_ids": torch.arange(16)[None].expand(2, -1)}])
-    ckpt = MegatronCheckpointer(tmp_path, keep_last=3)
-    ckpt.save(chunks, optimizer, scheduler, TrainState(step=1))
+    ckpt = MegatronCheckpointer(tmp_path, CheckpointConfig(save_interval=1, keep_last=3))
+    ckpt.save(chunks, optimizer, scheduler, TrainState(step=1), blocking=True)
 
-    def disk_full(state, path, **kw):
+    def disk_full(state, path, *args, **kw):
         (tmp_path / ".tmp_iter_0000002" / "__0_0.distcp").write_bytes(b"partial")
-        raise OSError(errno.ENOSPC, "No space left on device")
+        # what torch_dist raises: a CheckpointException, which is a BaseException
+        raise CheckpointException("write", {0: OSError(errno.ENOSPC, "No space left on device")})
 
     monkeypatch.setattr(dist_checkpointing, "save", disk_full)
     assert mckpt.dist_checkpointing is dist_checkpointing
     with pytest.raises(CheckpointError, match=r"step 2 .*No space left.*step 1\) and its marker "
-                                              r"are intact"):
-        ckpt.save(chunks, optimizer, scheduler, TrainState(step=2))
+                                              r"are intact.*needs up to \d+\.\d GB.* free"):
+        ckpt.save(chunks, optimizer, scheduler, TrainState(step=2), blocking=True)
     assert ckpt.latest_step() == 1
     assert not (tmp_path / ".tmp_iter_0000002").exists()
     verify_checksums(tmp_path / "iter_0000001")
+
+
+def test_every_patch_declares_the_megatron_core_versions_it_was_written_for() -> None:
+    from swallow_train.mcore import cpu_runtime
+
+    patches = cpu_runtime.NO_TE_PATCHES + cpu_runtime.CPU_PATCHES
+    assert [p.__name__ for p in patches if not hasattr(p, "megatron_core")] == []
+    cpu_runtime.check_versions(patches)  # the installed megatron-core is in every range
+
+
+def test_a_megatron_core_outside_a_patch_range_is_refused_naming_the_patch() -> None:
+    from packaging.version import Version
+
+    from swallow_train.mcore import cpu_runtime
+    from swallow_train.mcore.versions import MegatronVersionError, require_megatron_core
+
+    with pytest.raises(MegatronVersionError,
+                       match=r"cpu_runtime.patch_current_device replaces megatron-core internals "
+                             r"of versions >=0.15,<0.20, but megatron-core 0.20.0 is installed: "
+                             r"check whether that site still needs it"):
+        cpu_runtime.check_versions(cpu_runtime.CPU_PATCHES, Version("0.20.0"))
+    with pytest.raises(MegatronVersionError, match=r"patch_router_gemm_without_te .* 0.16.0 is"):
+        cpu_runtime.check_versions(cpu_runtime.NO_TE_PATCHES, Version("0.16.0"))
+    with pytest.raises(MegatronVersionError, match=r"x declares no megatron-core range"):
+        require_megatron_core("x", "<undeclared>", Version("0.16.1"))
+
+
+def test_writer_queue_swap_is_gated_too(monkeypatch) -> None:
+    from packaging.version import Version
+
+    from swallow_train.mcore import checkpoint_state, versions
+
+    monkeypatch.setattr(checkpoint_state, "_WRITERS_TIED", False)
+    monkeypatch.setattr(versions, "megatron_core_version", lambda: Version("0.21.0"))
+    with pytest.raises(versions.MegatronVersionError,
+                       match=r"checkpoint_state.tie_writers_to_this_process .* 0.21.0 is"):
+        checkpoint_state.tie_writers_to_this_process()

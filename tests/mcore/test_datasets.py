@@ -4,15 +4,19 @@ weights, repeated corpora repeat as reported, and the order is a function of the
 from __future__ import annotations
 
 from collections import Counter
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
+from swallow_train.data import prepare as cpt_prepare
 from swallow_train.data.blend import Blend, build_blend, split_documents
 from swallow_train.data.manifest import load_manifest
-from swallow_train.data.prepare import prepare
+from swallow_train.mcore.indexed import ShardWriter
+
+prepare = partial(cpt_prepare.prepare, writer=ShardWriter)
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_CPT = REPO / "data_manifests" / "tiny_cpt.yaml"
@@ -95,6 +99,7 @@ def test_same_seed_same_order(prepared: Any, tmp_path: Path) -> None:
 
 def test_samples_from_the_recipe(prepared: Any) -> None:
     from swallow_train.config import compose
+    from swallow_train.data.prepared import cpt_manifest, open_corpus
     from swallow_train.mcore.datasets import build_gpt_datasets
 
     root, _, stats = prepared
@@ -102,7 +107,8 @@ def test_samples_from_the_recipe(prepared: Any) -> None:
         "cpt", ["model=tiny_dense", f"data.prepared_dir={root}", "data.docs_per_shard=100"]
     )
     steps = recipe.train.train_steps * recipe.train.global_batch_size
-    train, valid, _ = build_gpt_datasets(recipe, (steps, 16, 0))
+    corpus = open_corpus(recipe.data, cpt_manifest(recipe.data))
+    train, valid, _ = build_gpt_datasets(recipe, (steps, 16, 0), corpus)
     assert len(train) >= steps and len(valid) >= 16
     eod_seen = 0
     for i in range(0, steps, 37):

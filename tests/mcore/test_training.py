@@ -117,8 +117,10 @@ def test_tp2_checkpoint_loads_at_tp1_dp2(tmp_path, tiny_prepared) -> None:
     """Save at TP=2, continue at TP=1 x DP=2 (optimizer state resharded): the next step's loss
     is the one the TP=2 run itself computed."""
     tp2 = tmp_path / "tp2"
+    # periodic saves are dp_reshardable unless asked: ask, as the refusal message says
     run_cli(_args(tp2, tiny_prepared, "train.train_steps=3", "checkpoint.save_interval=2",
-                  "checkpoint.keep_last=3", "parallel=tp2", "cluster.gpus_per_node=2"), nproc=2)
+                  "checkpoint.keep_last=3", "parallel=tp2", "cluster.gpus_per_node=2",
+                  "checkpoint.optim_format=fully_reshardable"), nproc=2)
     (tp2 / "tiny_dense/cpt/checkpoints/latest_checkpointed_iteration.txt").write_text("2\n")
     dp2 = tmp_path / "dp2"
     out = run_cli(_args(dp2, tiny_prepared, "train.train_steps=3",

@@ -10,8 +10,9 @@ from swallow_train.models.config import ModelConfig
 
 # The architecture fields of the published config.json files (Qwen/Qwen3-8B-Base,
 # Qwen/Qwen3-30B-A3B-Base, Qwen/Qwen3-32B), typed here as the independent reference.
+# The -Base checkpoints have max_position_embeddings 32768 (the post-trained ones 40960).
 COMMON = dict(vocab_size=151936, rope_theta=1_000_000.0, rms_norm_eps=1e-6,
-              tie_word_embeddings=False, head_dim=128, max_position_embeddings=40960)
+              tie_word_embeddings=False, head_dim=128, max_position_embeddings=32768)
 PUBLISHED = {
     "qwen3_8b": (Qwen3Config, dict(COMMON, hidden_size=4096, num_hidden_layers=36,
                                    num_attention_heads=32, num_key_value_heads=8,
@@ -22,7 +23,8 @@ PUBLISHED = {
                                            num_experts_per_tok=8, moe_intermediate_size=768,
                                            norm_topk_prob=True, router_aux_loss_coef=0.001,
                                            decoder_sparse_step=1, mlp_only_layers=[])),
-    "qwen3_32b": (Qwen3Config, dict(COMMON, hidden_size=5120, num_hidden_layers=64,
+    "qwen3_32b": (Qwen3Config, dict(COMMON, max_position_embeddings=40960, hidden_size=5120,
+                                    num_hidden_layers=64,
                                     num_attention_heads=64, num_key_value_heads=8,
                                     intermediate_size=25600)),
 }

@@ -10,8 +10,8 @@ from pathlib import Path
 import torch
 
 from swallow_train.convert.hf_io import write_hf_checkpoint
+from swallow_train.data.tiny_math import format_conversations, tiny_problems
 from swallow_train.models.config import ModelConfig
-from swallow_train.rl.tiny_math import format_conversations, tiny_problems
 from swallow_train.tokenizer import load_tokenizer
 
 

@@ -23,8 +23,8 @@ import pytest
 import torch
 
 from swallow_train.config import compose
+from swallow_train.data.tiny_math import tiny_problems
 from swallow_train.metrics.plot import read_jsonl
-from swallow_train.rl.tiny_math import tiny_problems
 from swallow_train.stages.rl import main
 from tests.rl.policies import make_policy
 

@@ -10,8 +10,8 @@ import pytest
 
 from swallow_train.config import compose
 from swallow_train.data.sources import DataError
+from swallow_train.data.tiny_math import format_conversations, tiny_problems
 from swallow_train.rl.prompts import main, prepare
-from swallow_train.rl.tiny_math import format_conversations, tiny_problems
 from swallow_train.rl.verify import score_response
 
 
@@ -49,10 +49,12 @@ def _read(path: Path) -> list[dict]:
 
 def test_dolci_math_subset_to_slime_rows(tmp_path: Path) -> None:
     recipe, stats = _prepare(tmp_path, ROWS)
-    assert {k: stats[k] for k in ("read", "not_math", "no_answer", "math", "duplicates",
+    assert {k: stats[k] for k in ("read", "not_math", "rejected", "math", "duplicates",
                                    "duplicates_with_other_label", "unique", "train", "eval")} == {
-        "read": 9, "not_math": 2, "no_answer": 1, "math": 6, "duplicates": 2,
+        "read": 9, "not_math": 2, "rejected": {"label_missing": 1}, "math": 7, "duplicates": 2,
         "duplicates_with_other_label": 1, "unique": 4, "train": 3, "eval": 1}
+    assert stats["rejected_examples"] == {"label_missing": [f"{tmp_path}/dolci.jsonl:7: "
+                                                            "label is empty"]}
     rows = _read(recipe.data.train_path) + _read(recipe.data.eval_path)
     by_id = {r["metadata"]["id"]: r for r in rows}
     assert sorted(by_id) == ["id-0", "id-2", "id-5", "id-8"]

@@ -8,7 +8,7 @@ import pytest
 
 from swallow_train.config import RecipeError, compose, to_yaml
 from swallow_train.launch import cli
-from swallow_train.stages.common import check_stage_dir_model
+from swallow_train.run import check_stage_dir_model
 from swallow_train.stages.pipeline import plan
 
 

@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 from swallow_train.metrics.plot import read_jsonl
+from swallow_train.serve.export_check import check_export
 from tests.distributed import cli_env
+from tests.test_serve_exports import MODEL_CARD, STOPS
 
 pytestmark = pytest.mark.slow
 
@@ -108,6 +110,8 @@ def test_exports_load_and_answer_a_chat_prompt(straight_run: tuple[Path, str]) -
         hf = Path(row["hf"])
         assert hf == straight / row["stage"] / "hf" and (hf.parent / "DONE").exists()
         assert row["steps"] == {"cpt": 6, "sft": 4, "rl": 3}[row["stage"]]
+        served = check_export(hf, cpu=True)  # what vLLM reads (tests/test_serve_exports.py)
+        assert served.sampling == MODEL_CARD and served.stop_ids == STOPS
         model = AutoModelForCausalLM.from_pretrained(hf, dtype=torch.float32)
         assert model.config.architectures == ["Qwen3ForCausalLM"]
         tok = AutoTokenizer.from_pretrained(hf)
@@ -153,18 +157,9 @@ def test_the_same_command_runs_the_tiny_moe(tmp_path: Path, straight: Path) -> N
     _run(_args(tmp_path / "runs", "moe", straight.parent.parent / "prepared", "tiny_moe"))
     config = json.loads((tmp_path / "runs/moe/rl/hf/config.json").read_text())
     assert config["architectures"] == ["Qwen3MoeForCausalLM"] and config["num_experts"] == 8
+    assert check_export(tmp_path / "runs/moe/rl/hf", cpu=True).sampling == MODEL_CARD
     summary = json.loads((tmp_path / "runs/moe/summary.json").read_text())
     assert [row["steps"] for row in summary["stages"]] == [6, 4, 3]
-
-
-def test_a_second_pipeline_on_the_same_run_fails_fast(tmp_path: Path) -> None:
-    from swallow_train.config import RecipeError
-    from swallow_train.stages.pipeline import RunLock
-
-    lock = tmp_path / "run/.pipeline.lock"
-    with RunLock(lock), pytest.raises(RecipeError, match="in use by another pipeline"), \
-            RunLock(lock):
-        pass
 
 
 def test_every_stage_is_composed_before_any_runs(tmp_path: Path) -> None:

@@ -54,6 +54,39 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 {% endif %}
 {% endmacro %}
 
+{% macro checks() %}
+{% if c.preflight %}
+# --- preflight (cluster.preflight): this node's checks; nothing is launched if one fails
+PREFLIGHT=(
+  {{ container }}python -m swallow_train doctor {{ stage }}
+{% for line in override_lines %}
+  {{ line }}
+{% endfor %}
+)
+if ! "${PREFLIGHT[@]}"; then
+  say "error: swallow-train doctor {{ stage }} reported a failure (see above); nothing was launched"
+  exit 1
+fi
+
+{% endif %}
+{% if data_check %}
+# --- the prepared data must be there and current: a multi-node job does not tokenize (rank 0
+# would work for hours while every GPU waits). The CPU jobs that prepare it:
+#   {{ prepare_launch }}
+DATA_CHECK=(
+  {{ container }}python -m swallow_train.data.ready {{ stage }}
+{% for line in override_lines %}
+  {{ line }}
+{% endfor %}
+)
+if ! "${DATA_CHECK[@]}"; then
+  say "error: $STAGE needs its prepared data first (the command is above); nothing was launched"
+  exit 1
+fi
+
+{% endif %}
+{% endmacro %}
+
 {% macro rendezvous(sched) %}
 # --- nodes and rendezvous: the master is the first host the scheduler lists
 HOSTS=$(mktemp) || exit 1

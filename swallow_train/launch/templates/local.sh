@@ -3,6 +3,12 @@
 # Runs on this machine: bash {{ script }}
 {% endmacro %}
 
+{% macro cpu_header(tasks) %}
+# Runs on this machine: bash {{ script }}
+{% endmacro %}
+
+{% macro task_index() %}0{% endmacro %}
+
 {% macro workdir() %}
 JOB_ID=local-$$
 {% endmacro %}

@@ -16,6 +16,28 @@
 {% endfor %}
 {% endmacro %}
 
+{% macro cpu_header(tasks) %}
+#PBS -N {{ job_name }}
+#PBS -S /bin/bash
+#PBS -q {{ cpu_queue }}
+#PBS -l select=1{% if c.cpu_cores %}:ncpus={{ c.cpu_cores }}{% endif %}
+
+#PBS -l walltime={{ c.walltime }}
+{% if c.group %}
+#PBS -P {{ c.group }}
+{% endif %}
+#PBS -j oe
+#PBS -o {{ stage_dir }}/logs/
+{% if tasks > 1 %}
+#PBS -J 0-{{ tasks - 1 }}
+{% endif %}
+{% for line in c.directives %}
+#PBS {{ line }}
+{% endfor %}
+{% endmacro %}
+
+{% macro task_index() %}${PBS_ARRAY_INDEX:?not a PBS array task (qsub -J)}{% endmacro %}
+
 {% macro workdir() %}
 cd "${PBS_O_WORKDIR:?not a PBS job: submit with qsub}" || exit 1
 JOB_ID=${PBS_JOBID:?}

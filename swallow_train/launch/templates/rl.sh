@@ -13,7 +13,19 @@ set -uo pipefail
 {{ sched.workdir() -}}
 {{ common.preamble() }}
 {{ common.environment() }}
+{{ common.checks() -}}
 {{ common.rendezvous(sched) }}
+# --- slime and the Megatron-LM it runs with (cluster.slime_train_script, cluster.megatron_path;
+# the rendered flags were checked against slime 624b824 with Megatron-LM 1dcf0da)
+if ! {{ container }}test -f {{ train_script | q }}; then
+  say "error: slime's train.py is not at {{ train_script }}{{ ' inside ' ~ c.container if c.container else '' }}: set cluster.slime_train_script=<path of slime's train.py> (or clone slime there)"
+  exit 1
+fi
+if ! {{ container }}test -d {{ (megatron_path ~ "/megatron") | q }}; then
+  say "error: no Megatron-LM checkout at {{ megatron_path }}{{ ' inside ' ~ c.container if c.container else '' }}: set cluster.megatron_path=<Megatron-LM checkout> (or clone it there)"
+  exit 1
+fi
+
 # --- the same recipe, composed and validated again now that the SFT export exists; this
 # writes $STAGE_DIR/config.yaml, which the HF export at the end reads
 RECIPE=(

@@ -17,6 +17,28 @@
 {% endif %}
 {% endmacro %}
 
+{% macro cpu_header(tasks) %}
+#$ -N {{ job_name }}
+#$ -S /bin/bash
+#$ -cwd
+#$ -l {{ cpu_queue }}=1
+#$ -l h_rt={{ c.walltime }}
+#$ -j y
+#$ -o {{ stage_dir }}/logs/$JOB_NAME.o$JOB_ID{% if tasks > 1 %}.$TASK_ID{% endif %}
+
+{% if tasks > 1 %}
+#$ -t 1-{{ tasks }}
+{% endif %}
+{% for line in c.directives %}
+#$ {{ line }}
+{% endfor %}
+{% if c.group %}
+# The group goes on the command line (qsub -g {{ c.group }}), not into the script.
+{% endif %}
+{% endmacro %}
+
+{% macro task_index() %}$((${SGE_TASK_ID:?not a Grid Engine array task (qsub -t)} - 1)){% endmacro %}
+
 {% macro workdir() %}
 JOB_ID=${JOB_ID:?not a Grid Engine job: submit with qsub}
 {% endmacro %}

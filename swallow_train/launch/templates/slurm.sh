@@ -24,6 +24,34 @@
 {% endfor %}
 {% endmacro %}
 
+{% macro cpu_header(tasks) %}
+#SBATCH --job-name={{ job_name }}
+#SBATCH --nodes=1
+#SBATCH --ntasks=1
+{% if c.cpu_cores %}
+#SBATCH --cpus-per-task={{ c.cpu_cores }}
+{% endif %}
+#SBATCH --time={{ c.walltime }}
+{% if cpu_queue %}
+#SBATCH --partition={{ cpu_queue }}
+{% endif %}
+{% if c.group %}
+#SBATCH --account={{ c.group }}
+{% endif %}
+#SBATCH --exclusive
+{% if tasks > 1 %}
+#SBATCH --array=0-{{ tasks - 1 }}
+#SBATCH --output={{ stage_dir }}/logs/%x.%A_%a.log
+{% else %}
+#SBATCH --output={{ stage_dir }}/logs/%x.%j.log
+{% endif %}
+{% for line in c.directives %}
+#SBATCH {{ line }}
+{% endfor %}
+{% endmacro %}
+
+{% macro task_index() %}${SLURM_ARRAY_TASK_ID:?not a Slurm array task (sbatch --array)}{% endmacro %}
+
 {% macro workdir() %}
 cd "${SLURM_SUBMIT_DIR:?not a Slurm job: submit with sbatch}" || exit 1
 JOB_ID=${SLURM_JOB_ID:?}

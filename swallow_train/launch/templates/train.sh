@@ -13,6 +13,7 @@ set -uo pipefail
 {{ sched.workdir() -}}
 {{ common.preamble() }}
 {{ common.environment() }}
+{{ common.checks() -}}
 {{ common.rendezvous(sched) }}
 # --- launch
 {% if launcher == "mpirun" %}

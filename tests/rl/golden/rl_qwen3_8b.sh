@@ -1,6 +1,6 @@
 ray job submit --address=http://127.0.0.1:8265 \
-  --runtime-env-json="{\"env_vars\": {\"PYTHONPATH\": \"/root/Megatron-LM:${PWD}\", \"CUDA_DEVICE_MAX_CONNECTIONS\": \"1\", \"NCCL_NVLS_ENABLE\": \"0\", \"MASTER_ADDR\": \"${MASTER_ADDR:-127.0.0.1}\", \"no_proxy\": \"${MASTER_ADDR:-127.0.0.1},127.0.0.1,localhost\", \"SWALLOW_REWARD_WORKERS\": \"4\", \"SWALLOW_REWARD_TIMEOUT_S\": \"10\"}}" \
-  -- python3 /root/slime/train.py \
+  --runtime-env-json="{\"env_vars\": {\"PYTHONPATH\": \"${PWD}/third_party/Megatron-LM:${PWD}\", \"CUDA_DEVICE_MAX_CONNECTIONS\": \"1\", \"NCCL_NVLS_ENABLE\": \"0\", \"MASTER_ADDR\": \"${MASTER_ADDR:-127.0.0.1}\", \"no_proxy\": \"${MASTER_ADDR:-127.0.0.1},127.0.0.1,localhost\", \"SWALLOW_REWARD_WORKERS\": \"4\", \"SWALLOW_REWARD_TIMEOUT_S\": \"10\"}}" \
+  -- python3 "${PWD}/third_party/slime/train.py" \
   --actor-num-nodes 2 \
   --actor-num-gpus-per-node 8 \
   --colocate \

@@ -6,20 +6,28 @@ answers it, so a tiny model with a 12-token budget can learn it. Japanese proble
 numbers in full-width digits (３ + ４), as Japanese text often does; labels are ASCII. The set is
 the same on every machine: all 266 problems in a fixed order, shuffled by `seed`.
 
-    from swallow_train.rl.tiny_math import tiny_problems, format_conversations
+    from swallow_train.data.tiny_math import tiny_problems, format_conversations
     rows = tiny_problems(seed=0)          # slime prompt rows: prompt, label, metadata
     chats = format_conversations(rows)    # the same problems answered, for SFT on the format
+
+The RL stage's prompts (`rl/prompts.py`) and the SFT format set (`data/synthetic_sets.py`,
+`tiny_math_chat`) both come from here, and so does the held-out split they agree on.
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
+import re
+import unicodedata
 from collections.abc import Iterator
 from typing import Any
 
 EN_SUFFIX = " Put the final answer in \\boxed{}."
 JA_SUFFIX = "最終的な答えを \\boxed{} に書いてください。"
 _FULL_WIDTH = str.maketrans("0123456789", "０１２３４５６７８９")
+TINY_EVAL_SIZE = 32
+"""data.eval_size of the tiny RL recipe (recipes/size/rl_tiny_*.yaml)."""
 
 
 def _operations() -> Iterator[tuple[str, int, int, int]]:
@@ -66,3 +74,30 @@ def format_conversations(rows: list[dict[str, Any]]) -> list[list[dict[str, str]
     a tiny model the `\\boxed{}` answer format before RL."""
     return [[*row["prompt"], {"role": "assistant", "content": f"\\boxed{{{row['label']}}}"}]
             for row in rows]
+
+
+def prompt_key(row: dict[str, Any]) -> str:
+    """The deduplication key of a prompt row: its last message, NFKC, casefolded, spaces
+    collapsed."""
+    text = unicodedata.normalize("NFKC", row["prompt"][-1]["content"]).casefold()
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def _rank(key: str, seed: int) -> str:
+    return hashlib.sha1(f"{seed}\0{key}".encode()).hexdigest()
+
+
+def split_held_out(rows: dict[str, dict[str, Any]], eval_size: int,
+                   seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(train, eval) of deduplicated rows keyed by `prompt_key`: the `eval_size` rows whose keys
+    hash lowest (with `seed`) are held out, so the split does not depend on the rows' order."""
+    held = set(sorted(rows, key=lambda k: _rank(k, seed))[:eval_size])
+    return ([row for key, row in rows.items() if key not in held],
+            [row for key, row in rows.items() if key in held])
+
+
+def tiny_sft_rows(eval_size: int = TINY_EVAL_SIZE, seed: int = 0) -> list[dict[str, Any]]:
+    """The tiny problems of the RL train split (the tiny recipe's held-out eval prompts
+    excluded), for teaching the answer format in SFT before RL."""
+    rows = {prompt_key(row): row for row in tiny_problems(seed)}
+    return split_held_out(rows, eval_size, seed)[0]

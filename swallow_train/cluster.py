@@ -1,4 +1,5 @@
 """Cluster presets (`recipes/cluster/*.yaml`): scheduler, GPUs per node, queue, group, set-up.
+Part of the core schema (swallow_train/layers.py): every stage recipe holds a `cluster`.
 
 Node count, GPUs per node and hence the world size come from here and nowhere else:
 `ClusterConfig.world_size` is what the parallel layout is validated against, and what the job
@@ -91,6 +92,25 @@ class ClusterConfig:
     directives: list[str] = field(default_factory=list)
     """Extra scheduler options, one per line, e.g. `--qos=high` (Slurm) or `-l place=scatter`
     (PBS); rendered after the standard ones with the scheduler's prefix."""
+    container_binds: list[str] = field(default_factory=list)
+    """`--bind` mounts of the container (`/groups/gxx00000`, `/scratch:/scratch`); the
+    submit directory is bound by Apptainer itself."""
+    preflight: bool = False
+    """GPU job scripts first run `swallow-train doctor <stage>` with the same overrides and
+    stop if any check fails."""
+    slime_train_script: str | None = None
+    """slime's train.py (on every node, or inside `container`); relative: to the submit
+    directory. Checked by the RL job before `ray start`."""
+    megatron_path: str | None = None
+    """The Megatron-LM checkout slime runs with (slime pins one in its Dockerfile)."""
+    cpu_queue: str | None = None
+    """Queue / resource type / partition of the CPU-only `prepare` jobs; None: `queue`."""
+    cpu_cores: int | None = None
+    """CPU cores of one `prepare` task's node (PBS ncpus, Slurm --cpus-per-task); None: not
+    requested (the task uses every core it finds)."""
+    prepare_tasks: int = 1
+    """Array tasks (one node each) of `launch stage=prepare`; a final job then checks every
+    shard and writes stats.json."""
 
     @property
     def world_size(self) -> int:
@@ -122,6 +142,8 @@ class ClusterConfig:
             )
         if self.save_margin < 0:
             errors.append(f"cluster.save_margin={self.save_margin} must be >= 0 seconds")
+        if self.prepare_tasks < 1:
+            errors.append(f"cluster.prepare_tasks={self.prepare_tasks} must be >= 1")
         if self.max_requeues < 0:
             errors.append(f"cluster.max_requeues={self.max_requeues} must be >= 0")
         if self.walltime is None:

@@ -1,0 +1,46 @@
+#!/bin/bash
+#PBS -N prepare-qwen3_8b
+#PBS -S /bin/bash
+#PBS -q rt_HC
+#PBS -l select=1
+#PBS -l walltime=24:00:00
+#PBS -P gxx00000
+#PBS -j oe
+#PBS -o runs/qwen3_8b/prepare/logs/
+#PBS -J 0-15
+#
+# prepare of run qwen3_8b on abci3: array of 16 tasks, one CPU node each
+# rendered by: swallow-train launch stage=prepare cluster=abci3 group=gxx00000 model=qwen3_8b run.name=qwen3_8b
+# submit with: qsub runs/qwen3_8b/prepare/job.pbs.sh
+# Re-render rather than edit: the job runs `python -m swallow_train prepare` with the
+# overrides of the stage it prepares for, so it writes exactly the data that stage checks.
+set -uo pipefail
+cd "${PBS_O_WORKDIR:?not a PBS job: submit with qsub}" || exit 1
+JOB_ID=${PBS_JOBID:?}
+STAGE=prepare
+STAGE_DIR=runs/qwen3_8b/prepare
+say() { printf '[swallow-train %(%F %T)T] %s\n' -1 "$*"; }
+mkdir -p "$STAGE_DIR/logs" || exit 1
+
+# --- environment
+# shellcheck disable=SC1091
+if [ -f /etc/profile.d/modules.sh ]; then . /etc/profile.d/modules.sh; fi
+module load cuda/12.9/12.9.1 cudnn/9.10/9.10.2 nccl/2.27/2.27.5-1 hpcx/2.20 || exit 1
+# shellcheck disable=SC1091
+. .venv/bin/activate || exit 1
+export CUDA_DEVICE_MAX_CONNECTIONS=1
+export PYTHONUNBUFFERED=1
+
+# --- every core of this node tokenizes
+CORES=$(nproc)
+RECIPE=(
+  cluster=abci3 cluster.group=gxx00000 model=qwen3_8b run.name=qwen3_8b
+)
+TASK=${PBS_ARRAY_INDEX:?not a PBS array task (qsub -J)}
+say "$STAGE: task $TASK of 16 (shards k of corpus i with (i + k) % 16 == $TASK), $CORES cores, job $JOB_ID"
+if ! python -m swallow_train prepare "${RECIPE[@]}" data.num_tasks=16 \
+    "data.task_index=$TASK" "data.num_workers=$CORES"; then
+  say "error: $STAGE task $TASK failed (see above); submit the script again: finished shards are kept"
+  exit 1
+fi
+say "$STAGE: done"
