@@ -1,6 +1,6 @@
 # The two commands of the README:
 #   make pipeline   # install into .venv, then CPT -> SFT -> RLVR on the tiny CPU default
-#   make test       # install into .venv and .venv-serve, then the whole test suite (what CI runs)
+#   make test       # install into .venv, then the whole test suite (what CI runs)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -37,13 +37,13 @@ serve-venv: $(SERVE_STAMP)
 pipeline: $(STAMP)
 	$(BIN)/swallow-train pipeline $(ARGS)
 
-test: $(STAMP) $(SERVE_STAMP)
+test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(ARGS)
-	$(MAKE) --no-print-directory test-serve
 
 # tests/serve in .venv-serve: vLLM loads every stage's export of a tiny pipeline (run with
-# .venv's python) and a `swallow-train serve` answers a chat completion.
+# .venv's python) and a `swallow-train serve` answers a chat completion. Not yet part of
+# `make test` (CI): its time on a quiet 2-core machine is still to be measured (issue 19).
 test-serve: $(STAMP) $(SERVE_STAMP)
 	SWALLOW_TRAIN_PYTHON=$(BIN)/python $(SERVE_BIN)/python -m pytest tests/serve -p no:cacheprovider
 

@@ -113,6 +113,8 @@ def _ranges() -> dict[str, dict[str, Range]]:
             "nodes": at_least(1, "nodes of the job"), "cpus_per_node": at_least(1, "CPU cores"),
             "save_margin": at_least(0, "seconds kept for the last checkpoint"),
             "max_requeues": at_least(0, "requeues before giving up"),
+            "cpu_cores": at_least(1, "cores of a CPU node for the prepare jobs"),
+            "prepare_tasks": at_least(1, "array tasks of the prepare job"),
         },
         "swallow_train.metrics.config:LoggingConfig": {
             "plot_interval": at_least(0, "steps between curve redraws; 0: only at the end"),

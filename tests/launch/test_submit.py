@@ -41,7 +41,8 @@ def test_pbs_chain_afterok_and_dependents(fakes, capsys):
 def test_sge_chain_hold_jid_and_group_on_the_command_line(fakes, monkeypatch, capsys):
     monkeypatch.setenv("FAKE_QSUB_SUFFIX", "")
     root = fakes / "runs"
-    assert cli.main(_chain(root, "tsubame4", "nodes=32", "sft.nodes=16", "group=tga-x")) == 0
+    assert cli.main(_chain(root, "tsubame4", "nodes=32", "sft.nodes=16", "group=tga-x",
+                           "parallel.cp=2")) == 0  # the 8B layout that fits an H100 94 GB
     cpt, sft = root / "r/cpt/job.sge.sh", root / "r/sft/job.sge.sh"
     assert calls(fakes, "qsub") == [
         ["-terse", "-g", "tga-x", str(cpt)],

@@ -91,7 +91,7 @@ def test_rl_runs_only_the_export_selftest_on_tiny_shapes() -> None:
     from swallow_train.mcore.selftest import tiny_model
     from swallow_train.mcore.selftest_suite import selftests
 
-    assert tiny_model().hidden_size == 64 and tiny_model().vocab_size == 1024
+    assert tiny_model().hidden_size == 128 and tiny_model().vocab_size == 1024
     rows = selftests(compose("rl", ["model=tiny_dense"]), "rl")
     assert [(r.name, r.status) for r in rows] == [("self-test HF export", Status.PASS)]
 

@@ -55,7 +55,7 @@ def test_step_lengths_are_the_real_samples_of_all_ranks(sft) -> None:
 
 
 def test_step_work_counts_real_tokens_and_attention_per_sample(sft) -> None:
-    recipe, data, ds = sft
+    recipe, data, _ = sft
     model, seq = recipe.model, recipe.train.seq_length
     lengths = data.step_sample_lengths(0)
     work = step_work(model, data, 0)

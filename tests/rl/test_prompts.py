@@ -54,7 +54,7 @@ def test_dolci_math_subset_to_slime_rows(tmp_path: Path) -> None:
         "read": 9, "not_math": 2, "rejected": {"label_missing": 1}, "math": 7, "duplicates": 2,
         "duplicates_with_other_label": 1, "unique": 4, "train": 3, "eval": 1}
     assert stats["rejected_examples"] == {"label_missing": [f"{tmp_path}/dolci.jsonl:7: "
-                                                            "label is empty"]}
+                                                            "label [''] holds no answer"]}
     rows = _read(recipe.data.train_path) + _read(recipe.data.eval_path)
     by_id = {r["metadata"]["id"]: r for r in rows}
     assert sorted(by_id) == ["id-0", "id-2", "id-5", "id-8"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 PROMPT = [{"role": "user", "content": "What is 3 + 4? 答えは？"}]
@@ -19,13 +18,12 @@ def chat_prompt_ids(hf: Path) -> list[int]:
     return tok(text)["input_ids"]
 
 
-def transformers_greedy(hf: Path, prompt_ids: list[int], n: int) -> list[int]:
-    """n greedy tokens from transformers in the export's dtype (argmax of each step's logits;
-    eos is not special, as with vLLM's ignore_eos)."""
+def transformers_greedy(hf: Path, prompt_ids: list[int], n: int, dtype: str) -> list[int]:
+    """n greedy tokens from transformers in `dtype` (argmax of each step's logits; eos is not
+    special, as with vLLM's ignore_eos)."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    dtype = json.loads((hf / "config.json").read_text())["dtype"]
     model = AutoModelForCausalLM.from_pretrained(hf, dtype=getattr(torch, dtype)).eval()
     ids = torch.tensor([prompt_ids])
     with torch.no_grad():
@@ -33,3 +31,25 @@ def transformers_greedy(hf: Path, prompt_ids: list[int], n: int) -> list[int]:
             nxt = model(ids).logits[0, -1].argmax()
             ids = torch.cat([ids, nxt.view(1, 1)], dim=1)
     return ids[0, len(prompt_ids):].tolist()
+
+
+def off_greedy(hf: Path, prompt_ids: list[int], tokens: list[int], dtype: str) -> list[str]:
+    """Where `tokens` are not transformers' greedy choice: one teacher-forced forward pass of
+    prompt + tokens in `dtype`, and at each step the token's logit must be the maximum. In
+    bfloat16 two logits within 2 units in the last place of the maximum count as tied (the
+    two engines round differently; a tie may go either way); in float32 none do."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(hf, dtype=getattr(torch, dtype)).eval()
+    with torch.no_grad():
+        logits = model(torch.tensor([prompt_ids + tokens])).logits[0].float()
+    ulps = 2.0 * 2.0 ** -7 if dtype == "bfloat16" else 0.0
+    wrong = []
+    for i, token in enumerate(tokens):
+        row = logits[len(prompt_ids) + i - 1]
+        best = row.max().item()
+        if row[token].item() < best - ulps * abs(best):
+            wrong.append(f"step {i}: token {token} logit {row[token].item():.6g}, greedy "
+                         f"{row.argmax().item()} logit {best:.6g}")
+    return wrong
