@@ -32,6 +32,8 @@ from pathlib import Path
 import torch
 import torch.multiprocessing as mp
 
+from swallow_train.mcore import cpu_runtime
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -84,6 +86,7 @@ def _sha_all(directory: Path) -> None:
             file_sha256(path)
 
 
+@cpu_runtime.active()  # CPU: megatron's CUDA calls to the CPU
 def _worker(rank: int, port: int, root: str, args: argparse.Namespace, out: str) -> None:
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2",
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1")

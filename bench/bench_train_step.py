@@ -32,6 +32,7 @@ from dataclasses import replace
 import torch
 
 from swallow_train.config import compose
+from swallow_train.mcore import cpu_runtime
 from swallow_train.metrics.throughput import H100_BF16_PEAK_FLOPS
 
 
@@ -53,6 +54,7 @@ def _time(step, steps: int, warmup: int) -> float:
     return statistics.median(times)
 
 
+@cpu_runtime.active()  # CPU: megatron's CUDA calls to the CPU (not for the baseline)
 def ours(model_cfg, seq: int, micro_batch: int, steps: int, warmup: int) -> float:
     from swallow_train.mcore import distributed
     from swallow_train.mcore.config import Precision

@@ -4,8 +4,9 @@
     swallow-train cpt --dry-run model=qwen3_8b cluster=abci3 cluster.nodes=16
     swallow-train launch stage=cpt model=qwen3_8b cluster=abci3 nodes=16 submit=true
 
-Overrides are Hydra's: `group=preset` picks a preset, `a.b=value` sets a value. An unknown key
-or a wrong type is an error before anything runs.
+Overrides are Hydra's: `group=preset` picks a preset, `a.b=value` sets a value; `cpt.a.b=value`
+sets it in one stage only (one syntax for every command: swallow_train/overrides.py). An unknown
+key or a wrong type is an error before anything runs.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from swallow_train.registry import STAGES, Kind, Stage
+
 
 @dataclass(frozen=True)
 class Command:
@@ -27,21 +30,14 @@ class Command:
     help: str
 
 
+def _stage_command(stage: Stage) -> Command:
+    """A registry stage as a command; a driver (the pipeline) reads its own arguments."""
+    recipe = None if stage.kind is Kind.driver else stage.recipe_name
+    return Command(recipe, stage.entry, stage.help)
+
+
 COMMANDS: dict[str, Command] = {
-    "prepare": Command("cpt", "swallow_train.stages.prepare:cpt",
-                       "tokenize the corpora of a CPT manifest to megatron .bin/.idx"),
-    "prepare-sft": Command("sft", "swallow_train.stages.prepare:sft",
-                           "filter, render and pack the conversations of an SFT manifest"),
-    "prepare-rl": Command("rl", "swallow_train.rl.prompts:main",
-                          "turn the Dolci-Think-RL math subset into slime prompt JSONL"),
-    "cpt": Command("cpt", "swallow_train.stages.cpt:main",
-                   "continual pretraining (megatron-core)"),
-    "sft": Command("sft", "swallow_train.stages.sft:main",
-                   "supervised fine-tuning (megatron-core)"),
-    "rl": Command("rl", "swallow_train.stages.rl:main",
-                  "RLVR: slime on clusters, the local GRPO backend on CPU"),
-    "pipeline": Command("pipeline", "swallow_train.stages.pipeline:main",
-                        "CPT -> SFT -> RLVR, each stage from the last one's HF export"),
+    **{name: _stage_command(stage) for name, stage in STAGES.items()},
     "launch": Command(None, "swallow_train.launch.cli:main",
                       "render (and submit) PBS / Grid Engine / Slurm job scripts"),
     "export": Command(None, "swallow_train.convert.cli:main",
@@ -51,6 +47,7 @@ COMMANDS: dict[str, Command] = {
     "serve": Command(None, "swallow_train.serve.cli:main",
                      "vLLM's OpenAI-compatible server on an export (here, or a 1-node job)"),
 }
+"""The stage commands come from the stage registry (`swallow_train/registry.py`)."""
 
 
 def _load(entry: str) -> Callable[..., Any]:
@@ -68,6 +65,7 @@ def usage() -> str:
 def main(argv: list[str] | None = None) -> int:
     from swallow_train.config import compose, describe
     from swallow_train.errors import SwallowError
+    from swallow_train.overrides import for_command
 
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help", "help"):
@@ -88,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if cmd.recipe is None:
             return int(_load(cmd.entry)(rest + (["--dry-run"] if dry_run else [])) or 0)
-        recipe = compose(cmd.recipe, rest)
+        recipe = compose(cmd.recipe, for_command(name, cmd.recipe, rest))
         if dry_run:
             print(describe(recipe))
             return 0

@@ -18,14 +18,11 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from swallow_train.errors import SwallowError
+from swallow_train.registry import recipes
 
-# stage -> "module:RootDataclass". Modules must be light to import (no megatron, no slime).
-RECIPES: dict[str, str] = {
-    "cpt": "swallow_train.stages.cpt:CPTRecipe",
-    "sft": "swallow_train.stages.sft:SFTRecipe",
-    "rl": "swallow_train.stages.rl:RLRecipe",
-    "pipeline": "swallow_train.stages.pipeline:PipelineRecipe",
-}
+# stage -> "module:RootDataclass", from the stage registry (swallow_train/registry.py). The
+# modules must be light to import (no megatron, no slime).
+RECIPES: dict[str, str] = recipes()
 
 
 class RecipeError(SwallowError, ValueError):
@@ -133,7 +130,7 @@ def compose(stage: str, overrides: list[str] | tuple[str, ...] = ()) -> Any:
     return recipe
 
 
-def check(stage: str, recipe: Any) -> None:
+def check(stage: str, recipe: object) -> None:
     """Every numeric field in its range (`swallow_train/ranges.py`), then the root recipe's own
     `recipe_errors()` (settings its stage or backend cannot honour); RecipeError lists all."""
     from swallow_train.ranges import range_errors
@@ -148,7 +145,7 @@ def check(stage: str, recipe: Any) -> None:
                           + "\n".join(f"  - {e}" for e in refusals))
 
 
-def to_yaml(recipe: Any) -> str:
+def to_yaml(recipe: object) -> str:
     """The resolved recipe as YAML (saved next to every run, printed by --dry-run)."""
     from omegaconf import OmegaConf
 
@@ -156,7 +153,7 @@ def to_yaml(recipe: Any) -> str:
 
 
 
-def describe(recipe: Any) -> str:
+def describe(recipe: object) -> str:
     """What `--dry-run` prints: the resolved recipe and, for stages with a parallel layout, the
     validated layout, then the per-GPU memory plan (`recipe_memory_plan`)."""
     text = to_yaml(recipe)
@@ -165,7 +162,7 @@ def describe(recipe: Any) -> str:
     return text + recipe_memory_plan(recipe)
 
 
-def recipe_memory_plan(recipe: Any) -> str:
+def recipe_memory_plan(recipe: object) -> str:
     """The printed plan of a composed stage recipe: CPT/SFT (anything with `layout()`) on its
     cluster, or the slime RL job; '' for the local RL backend. Raises LayoutError with the fix
     when it does not fit."""

@@ -90,6 +90,7 @@ def _ranges() -> dict[str, dict[str, Range]]:
             "seed": seed(), "log_interval": at_least(1, "steps between log rows"),
             "eval_interval": at_least(0, "steps between evaluations; 0: never"),
             "eval_steps": at_least(1, "batches per evaluation"),
+            "exit_after": at_least(1, "steps before a planned exit; null: never"),
         },
         "swallow_train.training:OptimConfig": {
             "lr": positive("peak learning rate"), "min_lr": at_least(0, "final learning rate"),
@@ -125,6 +126,12 @@ def _ranges() -> dict[str, dict[str, Range]]:
             "batch_docs": at_least(1, "documents per worker batch"),
             "num_tasks": at_least(1, "prepare array tasks"),
             "task_index": at_least(0, "this task's number, < data.num_tasks"),
+        },
+        "swallow_train.data.decontam:DecontamConfig": {
+            "ja_n": at_least(5, "characters per Japanese n-gram"),
+            "en_n": at_least(3, "words per n-gram"),
+            "min_overlap": at_least(1, "shared n-grams that make a text contaminated"),
+            "boilerplate_texts": at_least(1, "eval texts above which an n-gram is template text"),
         },
         "swallow_train.data.config:SFTDataConfig": {
             "num_workers": at_least(1, "worker processes"), "seed": seed("packing seed"),
@@ -182,10 +189,61 @@ def _ranges() -> dict[str, dict[str, Range]]:
             "exit_after": at_least(1, "rollouts before a planned exit; null: never"),
             "eval_prompts": at_least(1, "held-out prompts per evaluation"),
         },
+        **_eval_ranges(),
+        "swallow_train.quant.config:SamplingConfig": {
+            "temperature": positive("sampling temperature"),
+            "top_p": fraction("nucleus mass; 1: off", lo_open=True, hi_open=False),
+            "top_k": at_least(-1, "-1: off"),
+        },
+        "swallow_train.quant.config:CalibrationConfig": {
+            "num_samples": at_least(1, "calibration samples"),
+            "heldout": at_least(0, "held-out validated generations"),
+            "max_seq_length": at_least(1, "tokens per calibration sample"),
+            "max_new_tokens": at_least(1, "tokens per generated response"),
+            "max_prompt_len": at_least(1, "tokens per prompt"),
+            "samples_per_prompt": at_least(1, "responses per prompt"),
+            "max_prompts": at_least(1, "train prompts tried; null: all"),
+            "batch_size": at_least(1, "prompts per generation call"),
+            "min_samples": at_least(1, "fewest validated generations"), "seed": seed(),
+        },
+        "swallow_train.quant.config:AWQConfig": {
+            "num_bits": Range(lo=2, hi=8, what="weight bits"),
+            "group_size": at_least(1, "input channels per scale"),
+            "n_grid": at_least(3, "AWQ grid points (duo scaling needs 3)"),
+        },
+        "swallow_train.quant.config:GateConfig": {
+            "max_pass_at_1_drop": Range(lo=0, hi=1, what="largest pass@1 fall (absolute)"),
+            "max_perplexity_ratio": at_least(1, "largest quantized/bf16 perplexity"),
+            "eval_prompts": at_least(1, "eval prompts; null: all"),
+            "samples_per_prompt": at_least(1, "samples per eval prompt (k)"),
+            "max_new_tokens": at_least(1, "tokens per pass@1 sample"), "seed": seed(),
+        },
         "swallow_train.stages.pipeline:PipelineRecipe": {
             "nproc": at_least(1, "processes per training stage"),
             "max_new_tokens": at_least(1, "tokens of the final chat check"),
         },
+    }
+
+
+def _eval_ranges() -> dict[str, dict[str, Range]]:
+    e = "swallow_train.evaluation."
+    return {
+        e + "config:SuiteConfig": {
+            "num_fewshot": at_least(0, "shots; null: each task's"), "samples": at_least(1, "k"),
+            "max_gen_toks": at_least(1, "new tokens; null: each task's"),
+            "limit": at_least(1, "docs per task"), "tiny_items": at_least(1, "docs per task"),
+            "tiny_math_items": at_least(1, "held-out prompts"), "tiny_split_seed": seed()},
+        e + "config:GenerationConfig": {
+            "temperature": at_least(0, "sampling temperature"), "top_k": at_least(-1, "<= 0: off"),
+            "top_p": fraction("nucleus mass", lo_open=True, hi_open=False),
+            "min_p": fraction("0: off", hi_open=False)},
+        e + "config:VLLMConfig": {
+            "tensor_parallel_size": at_least(1, "GPUs per engine"),
+            "data_parallel_size": at_least(1, "engines"), "max_model_len": at_least(1, "tokens"),
+            "gpu_memory_utilization": fraction("GPU memory share", lo_open=True, hi_open=False)},
+        e + "config:VerifyConfig": {"workers": at_least(1, "verifier processes"),
+                                    "timeout_s": positive("seconds per answer check")},
+        e + "recipe:EvalRecipe": {"batch_size": at_least(1, "requests per pass"), "seed": seed()},
     }
 
 

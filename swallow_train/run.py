@@ -23,7 +23,7 @@ DONE = "DONE"
 RESULT_NEUTRAL = ("cluster.", "parallel.", "logging.", "run.", "slime.", "checkpoint.save_interval",
                   "checkpoint.keep_last", "checkpoint.save_on_signal", "train.log_interval",
                   "data.num_workers", "data.batch_docs", "data.batch_conversations",
-                  "local.exit_after", "reward.workers")
+                  "local.exit_after", "train.exit_after", "reward.workers")
 """Recipe keys that do not change what a finished stage produced (where and how it ran)."""
 
 
@@ -86,9 +86,10 @@ def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: node}
 
 
-def recipe_differences(saved: Path, recipe: Any) -> list[str]:
+def recipe_differences(saved: Path, recipe: object) -> list[str]:
     """The keys (outside RESULT_NEUTRAL) whose value in the `config.yaml` at `saved` differs
-    from `recipe` (any composed stage recipe), as `key: <there> there, <now> now`."""
+    from `recipe`, as `key: <there> there, <now> now`. `object`: any composed stage recipe (a
+    dataclass tree, compared as the YAML `config.to_yaml` writes); no field of it is read."""
     try:
         theirs = _flat(yaml.safe_load(saved.read_text()) or {})
     except (OSError, yaml.YAMLError) as exc:
@@ -100,10 +101,11 @@ def recipe_differences(saved: Path, recipe: Any) -> list[str]:
             if not k.startswith(RESULT_NEUTRAL) and theirs.get(k) != ours.get(k)]
 
 
-def finished_stage(stage_dir: Path, recipe: Any) -> bool:
-    """True when `stage_dir` holds a finished run (`DONE`) of this same recipe: skip it. A run
-    that finished with another recipe is refused (RecipeError naming the keys that differ and
-    how to continue), instead of being skipped as if it were this one."""
+def finished_stage(stage_dir: Path, recipe: object) -> bool:
+    """True when `stage_dir` holds a finished run (`DONE`) of this same recipe (`object`: any
+    composed stage recipe, compared as YAML by `recipe_differences`): skip it. A run that
+    finished with another recipe is refused (RecipeError naming the keys that differ and how
+    to continue), instead of being skipped as if it were this one."""
     if not (stage_dir / DONE).exists():
         return False
     saved = stage_dir / "config.yaml"

@@ -85,6 +85,9 @@ class TrainConfig:
     eval_interval: int = 0
     """Evaluate on the validation split every N steps; 0: never."""
     eval_steps: int = 1
+    exit_after: int | None = None
+    """Checkpoint and exit (rc 0, stage not done) once this many steps are done; the same
+    command then resumes (Megatron's --exit-interval, for time-limited jobs). None: never."""
     deterministic: bool | None = None
     """Deterministic kernels. None (the default): on for CPU, where it gives bit-exact resume
     (tests/mcore/test_training.py), off on GPU, where it would pick TE's slower deterministic

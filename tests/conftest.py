@@ -65,10 +65,10 @@ def tiny_hf_init(tmp_path_factory) -> str:
 def tiny_sft_packs(tmp_path_factory) -> str:
     """`swallow-train prepare-sft model=tiny_dense` (256-token packs); returns the packs dir."""
     from swallow_train.config import compose
-    from swallow_train.data.sft_prepare import sft_prepared_path
+    from swallow_train.data.sft_prepare import packs_path, sft_manifest
     from tests.distributed import run_cli
 
     path = tmp_path_factory.mktemp("prepared_sft")
     run_cli(["prepare-sft", "model=tiny_dense", f"data.prepared_dir={path}"])
-    return str(sft_prepared_path(compose("sft", ["model=tiny_dense",
-                                                 f"data.prepared_dir={path}"])))
+    recipe = compose("sft", ["model=tiny_dense", f"data.prepared_dir={path}"])
+    return str(packs_path(recipe.data, recipe.train.seq_length, sft_manifest(recipe.data)))

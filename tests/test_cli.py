@@ -9,8 +9,8 @@ from swallow_train.cli import COMMANDS, main
 
 def test_command_surface_is_frozen() -> None:
     """New commands are a design decision: update this list (and the README) on purpose."""
-    assert sorted(COMMANDS) == ["cpt", "doctor", "export", "launch", "pipeline", "prepare",
-                                "prepare-rl", "prepare-sft", "rl", "serve", "sft"]
+    assert sorted(COMMANDS) == ["cpt", "doctor", "eval", "export", "launch", "pipeline", "prepare",
+                                "prepare-rl", "prepare-sft", "quantize", "rl", "serve", "sft"]
 
 
 def test_help_lists_every_command(capsys) -> None:

@@ -192,8 +192,9 @@ def read_hf_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     return {name: source.read(name) for name in source.names()}
 
 
-def read_hf_config(path: str | os.PathLike[str], name: str = "hf") -> ModelConfig:
-    """The `ModelConfig` of an HF checkpoint directory (its config.json)."""
+def read_hf_config_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The config.json of an HF checkpoint directory, refused unless it is a Qwen3 (MoE) one
+    with the default RoPE and full attention (`ModelConfig.check_compatible` compares it)."""
     file = Path(path) / "config.json"
     if not file.is_file():
         raise ConversionError(f"{file} does not exist: not an HF checkpoint directory")
@@ -202,7 +203,12 @@ def read_hf_config(path: str | os.PathLike[str], name: str = "hf") -> ModelConfi
         raise ConversionError(f"{file}: model_type {hf.get('model_type')!r} is not qwen3 or "
                               "qwen3_moe")
     check_rope_and_window(hf, file)
-    return ModelConfig.from_hf_config(hf, name=name)
+    return hf
+
+
+def read_hf_config(path: str | os.PathLike[str], name: str = "hf") -> ModelConfig:
+    """The `ModelConfig` of an HF checkpoint directory (its config.json)."""
+    return ModelConfig.from_hf_config(read_hf_config_dict(path), name=name)
 
 
 def resolve_hf_path(spec: str | os.PathLike[str]) -> Path:

@@ -7,8 +7,10 @@ Presets are picked with `data=<preset>`, single fields set with `data.<field>=`:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
+
+from swallow_train.data.decontam import DecontamConfig
 
 
 @dataclass(kw_only=True)
@@ -38,6 +40,8 @@ class CPTDataConfig:
     every shard and writes stats.json."""
     task_index: int = 0
     """This task's number, 0 <= task_index < num_tasks (the job sets it from the array index)."""
+    decontam: DecontamConfig = field(default_factory=DecontamConfig)
+    """N-gram overlap of every document with eval sets: reported; with `drop`, left out."""
 
 
 class TooLongRule(Enum):
@@ -68,3 +72,5 @@ class SFTDataConfig:
     fingerprint_content: bool = False
     """Identify each local input file by a SHA-256 of its bytes instead of its size and
     modification time."""
+    decontam: DecontamConfig = field(default_factory=DecontamConfig)
+    """N-gram overlap of every conversation with eval sets: reported; with `drop`, left out."""

@@ -31,7 +31,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from swallow_train.data.cpt_tokenize import document_of, init_worker, tokenize_task
+from swallow_train.data.cpt_tokenize import document_of, init_worker
+from swallow_train.data.decontam import DecontamConfig
+from swallow_train.data.decontam_check import CPTCheck, cpt_task, init_checked, report
 from swallow_train.data.manifest import CPTManifest
 from swallow_train.data.shards import (
     check_existing,
@@ -77,6 +79,8 @@ class PrepareResult:
     tokens_written: int
     seconds: float
     workers: int
+    decontam: dict[str, Any] | None = None
+    """Eval-set overlap counts of every shard (`decontam.json`), when `data.decontam` is on."""
     startup_seconds: float = 0.0
     """Until the first tokenized batch came back: checks, worker start, tokenizer loading."""
     first_batch_tokens: int = 0
@@ -94,7 +98,7 @@ class PrepareResult:
             f"{self.seconds:.1f} s ({rate:,.0f} tokens/s, "
             f"{rate / max(self.workers, 1):,.0f} tokens/s/worker; start-up "
             f"{self.startup_seconds:.1f} s)"
-        )
+        ) + "".join("\n" + line for line in report(self.decontam))
 
 
 def _preflight(
@@ -134,13 +138,13 @@ def _tasks(
     for i, corpus in enumerate(manifest.corpora):
         if done[i]:
             continue
-        kind, shard, batch, skipped, seen = corpus.kind.value, 0, [], 0, False
+        kind, shard, batch, skipped, seen, locs = corpus.kind.value, 0, [], 0, False, []
         for index, (loc, record) in enumerate(iter_records(corpus.source, manifest.base, synth)):
             seen, k = True, index // docs_per_shard
             if k != shard:
                 if not skip(i, shard):
-                    yield i, shard, END_SHARD, skipped, batch, kind
-                shard, batch, skipped = k, [], 0
+                    yield i, shard, END_SHARD, skipped, batch, kind, locs
+                shard, batch, skipped, locs = k, [], 0, []
             if skip(i, k):
                 continue
             doc = document_of(record, corpus, loc, where)
@@ -148,15 +152,16 @@ def _tasks(
                 skipped += 1
                 continue
             batch.append(doc)
+            locs.append(loc)
             if len(batch) >= batch_docs:
-                yield i, k, MORE, skipped, batch, kind
-                batch, skipped = [], 0
+                yield i, k, MORE, skipped, batch, kind, locs
+                batch, skipped, locs = [], 0, []
         if not seen:
             raise DataError(
                 f"corpus {corpus.name}: source {corpus.source.describe()} has no records"
             )
         last = END_CORPUS if skip(i, shard) else END_ALL
-        yield i, shard, last, skipped, batch, kind
+        yield i, shard, last, skipped, batch, kind, locs
 
 
 def _counted(cdir: Path, fp: str, finished: set[int]) -> int | None:
@@ -184,6 +189,7 @@ def prepare(
     num_tasks: int = 1,
     task_index: int = 0,
     command: str = "swallow-train prepare",
+    decontam: DecontamConfig | None = None,
 ) -> PrepareResult:
     """Tokenize every corpus of `manifest` into `root/{manifest.name}/` (see module docstring),
     each shard through `writer(prefix)`. Local input smaller than `in_process_below` bytes is
@@ -198,8 +204,9 @@ def prepare(
     start = time.time()
     out, synth = Path(root) / manifest.name, Path(root) / "synthetic"
     tok_id, eod, vocab, serialized = tokenizer_identity(tokenizer)
-    inputs = {i: input_identity(c.source, manifest.base, synth, fingerprint_content)
-              for i, c in enumerate(manifest.corpora)}
+    check = CPTCheck(decontam, Path(root))  # eval-set index; with drop on, part of the inputs
+    inputs = {i: {**input_identity(c.source, manifest.base, synth, fingerprint_content),
+                  **check.identity} for i, c in enumerate(manifest.corpora)}
     fps = {
         i: fingerprint(manifest, i, tok_id, docs_per_shard, inputs[i])
         for i in range(len(manifest.corpora))
@@ -229,9 +236,11 @@ def prepare(
     # import); in this process the tokenizer is already loaded
     init_args = (tokenizer, serialized, eod) if workers > 1 else (tokenizer,)
     try:
-        for i, k, flag, skipped, toks, lengths in ordered_map(
-            tokenize_task, tasks, workers, init=init_worker, init_args=init_args
+        for i, k, flag, skipped, toks, lengths, found in ordered_map(
+            cpt_task, tasks, workers, init=init_checked,
+            init_args=check.shard.init_args(init_worker, init_args),
         ):
+            check.shard.batch(found)
             cdir = out / manifest.corpora[i].name
             if flag != END_CORPUS:
                 if shard is None:
@@ -254,6 +263,7 @@ def prepare(
                         "tokens": shard.tokens,
                         "skipped_empty": shard_skipped,
                         "inputs": inputs[i],
+                        **check.shard.take(),
                     },
                 )
                 shard, written = None, written + 1
@@ -265,6 +275,7 @@ def prepare(
         if num_tasks == 1:
             stats = collect_stats(manifest, out, tokenizer, eod, vocab, docs_per_shard)
             write_json(out / "stats.json", stats)
+            check.collect(out, [c.name for c in manifest.corpora])  # -> decontam.json
     except OSError as exc:
         error = disk_full(exc, out, command)
         if error is None:
@@ -282,6 +293,7 @@ def prepare(
         tokens_written,
         time.time() - start,
         max(workers, 1),
+        check.total,
         first[0],
         first[1],
     )

@@ -58,6 +58,7 @@ def prepare_cpt(data: CPTDataConfig, tokenizer: str, manifest: CPTManifest, *,
         num_tasks=data.num_tasks,
         task_index=data.task_index,
         command=command,
+        decontam=data.decontam,
     )
 
 
@@ -97,18 +98,6 @@ def prepare_packs(data: SFTDataConfig, tokenizer: str, seq_length: int, manifest
                   *, command: str, progress: bool = True) -> PreparedPacks:
     """Filter, render and pack `manifest`'s conversations into `seq_length`-token packs as
     `data` asks; returns at once when they are already there."""
-    stats, out, existed = prepare_sft(
-        manifest,
-        Path(data.prepared_dir),
-        tokenizer,
-        seq_length,
-        workers=data.num_workers,
-        too_long=data.too_long,
-        seed=data.seed,
-        batch_size=data.batch_conversations,
-        pad_multiple=data.pad_to_multiple,
-        progress=progress,
-        fingerprint_content=data.fingerprint_content,
-        command=command,
-    )
+    stats, out, existed = prepare_sft(manifest, data, tokenizer, seq_length, progress=progress,
+                                      command=command)
     return PreparedPacks(path=out, stats=stats, existed=existed)

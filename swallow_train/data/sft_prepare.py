@@ -33,10 +33,12 @@ import numpy as np
 
 from swallow_train.data.chat import drop_reason, trim_trailing, validate_messages
 from swallow_train.data.config import SFTDataConfig, TooLongRule
+from swallow_train.data.decontam import identity
+from swallow_train.data.decontam_check import Tally, init_checked, sft_task
 from swallow_train.data.manifest import SFTManifest, Stage, load_manifest, resolve_manifest_path
 from swallow_train.data.packed import padded_length, write_packs
 from swallow_train.data.packing import best_fit_decreasing
-from swallow_train.data.sft_render import init_worker, render_task
+from swallow_train.data.sft_render import init_worker
 from swallow_train.data.sft_stats import apply_rule, new_counts, summarize, why_dropped
 from swallow_train.data.shards import (
     changed_inputs,
@@ -67,21 +69,18 @@ def packs_path(data: SFTDataConfig, seq_length: int, manifest: SFTManifest) -> P
                                                                      data.pad_to_multiple)
 
 
-def sft_prepared_path(recipe: Any) -> Path:
-    """Where the packs of an SFT recipe are (`packs_path` of its data and seq_length)."""
-    return packs_path(recipe.data, recipe.train.seq_length, sft_manifest(recipe.data))
-
-
-def expected_fingerprint(recipe: Any) -> tuple[Path, str, dict[str, Any]]:
+def expected_fingerprint(data: SFTDataConfig, tokenizer: str, seq_length: int,
+                         manifest: SFTManifest | None = None) -> tuple[Path, str, dict[str, Any]]:
     """(output directory, the fingerprint its stats.json must carry, the input identities) of
-    an SFT recipe, without preparing anything (`swallow_train.data.ready`)."""
-    d = recipe.data
-    manifest = sft_manifest(d)
-    inputs = source_inputs(manifest, Path(d.prepared_dir) / "synthetic", d.fingerprint_content)
-    tok_id = tokenizer_identity(recipe.model.tokenizer)[0]
-    fp = _fingerprint(manifest, tok_id, recipe.train.seq_length, d.seed, d.too_long,
-                      d.pad_to_multiple, inputs)
-    return packs_path(d, recipe.train.seq_length, manifest), fp, inputs
+    the packs `data` asks for, without preparing anything (`swallow_train.data.ready`);
+    `manifest`: `data.manifest` when already parsed."""
+    manifest = manifest or sft_manifest(data)
+    synth = Path(data.prepared_dir) / "synthetic"
+    inputs = {**source_inputs(manifest, synth, data.fingerprint_content),
+              **identity(data.decontam, "data.decontam")}  # with drop on, the eval sets too
+    fp = _fingerprint(manifest, tokenizer_identity(tokenizer)[0], seq_length, data.seed,
+                      data.too_long, data.pad_to_multiple, inputs)
+    return packs_path(data, seq_length, manifest), fp, inputs
 
 
 def _tasks(manifest: SFTManifest, synth: Path, kept: list[int], batch_size: int):
@@ -155,34 +154,32 @@ def _preflight(manifest: SFTManifest, synth: Path) -> list[Path] | None:
 
 def prepare_sft(
     manifest: SFTManifest,
-    root: Path,
+    data: SFTDataConfig,
     tokenizer: str,
     seq_length: int,
     *,
-    workers: int = 2,
-    too_long: TooLongRule = TooLongRule.drop,
-    seed: int = 1234,
-    batch_size: int = 128,
-    pad_multiple: int = 1,
     progress: bool = True,
     in_process_below: int = SMALL_INPUT_BYTES,
-    fingerprint_content: bool = False,
     command: str = "swallow-train prepare-sft",
 ) -> tuple[dict[str, Any], Path, bool]:
-    """(stats, output directory, whether it was already there). Local input smaller than
-    `in_process_below` bytes is processed in this process (workers would take longer to start)."""
+    """(stats, output directory, whether it was already there) of the packs of `manifest`
+    (parsed from `data.manifest`) as `data` asks: workers, too-long rule, seed, padding, output
+    directory. Local input smaller than `in_process_below` bytes is processed in this process
+    (workers would take longer to start)."""
     from tqdm import tqdm
 
     from swallow_train.tokenizer import load_tokenizer
 
+    pad_multiple, seed, too_long = data.pad_to_multiple, data.seed, data.too_long
     if pad_multiple < 1 or seq_length % pad_multiple:
         raise DataError(f"data.pad_to_multiple={pad_multiple} must be >= 1 and divide "
                         f"train.seq_length={seq_length}")
-    out = Path(root) / manifest.name / packs_dir_name(seq_length, pad_multiple)
-    synth = Path(root) / "synthetic"
+    out = packs_path(data, seq_length, manifest)
+    synth = Path(data.prepared_dir) / "synthetic"
     tok_id = tokenizer_identity(tokenizer)[0]
     pad_id = int(load_tokenizer(tokenizer).pad_token_id)
-    inputs = source_inputs(manifest, synth, fingerprint_content)
+    inputs = {**source_inputs(manifest, synth, data.fingerprint_content),
+              **identity(data.decontam, "data.decontam")}  # as expected_fingerprint
     fp = _fingerprint(manifest, tok_id, seq_length, seed, too_long, pad_multiple, inputs)
     if out.exists():
         old = read_json(out / "stats.json") or {}
@@ -199,7 +196,8 @@ def prepare_sft(
             "tokenizer, seq_length, seed or too_long rule); it is not overwritten: "
             "remove it, or set data.prepared_dir elsewhere"
         )
-    workers = effective_workers(workers, _preflight(manifest, synth), in_process_below)
+    workers = effective_workers(data.num_workers, _preflight(manifest, synth), in_process_below)
+    tally = Tally.open(data.decontam, Path(data.prepared_dir))  # eval-set overlap, per worker
     stage = out.with_name(f".{out.name}.tmp-{int(time.time() * 1e6)}")
     stage.mkdir(parents=True)
     start = time.time()
@@ -214,17 +212,19 @@ def prepare_sft(
             open(stage / "staged_tokens.bin", "wb") as ft,
             open(stage / "staged_assistant.bin", "wb") as fa,
         ):
-            tasks = _tasks(manifest, synth, kept, batch_size)
-            for si, results in ordered_map(
-                render_task, tasks, workers, init=init_worker, init_args=(tokenizer,)
+            tasks = _tasks(manifest, synth, kept, data.batch_conversations)
+            for si, results, found in ordered_map(
+                sft_task, tasks, workers, init=init_checked,
+                init_args=tally.init_args(init_worker, (tokenizer,)),
             ):
                 c, cap = counts[si], manifest.sources[si].max_conversations
-                for res in results:
+                for res, found_in in zip(results, found, strict=True):
                     if cap is not None and kept[si] >= cap:
                         break
                     c["read"] += 1
                     bar.update()
                     sample = apply_rule(res, c, seq_length, too_long)
+                    tally.sft(res, found_in, kept=sample is not None)
                     if sample is not None:
                         ids, mask = sample
                         ft.write(ids.astype(np.int32).tobytes())
@@ -241,6 +241,7 @@ def prepare_sft(
         stats.update(summarize(manifest, counts, fp, tokenizer, seq_length, seed, too_long, pad_id))
         stats["seconds"] = round(time.time() - start, 2)
         stats["inputs"] = inputs
+        stats.update(tally.take())  # {"decontam": counts} when data.decontam is on
         write_json(stage / "stats.json", stats)
         stage.rename(out)
     except BaseException as exc:

@@ -15,15 +15,18 @@ import numpy as np
 
 from swallow_train.data.chat import DROP_REASONS, DROP_RULES
 from swallow_train.data.config import TooLongRule
+from swallow_train.data.decontam_check import report as decontam_report
 from swallow_train.data.manifest import SFTManifest
 
-REASONS = (*DROP_REASONS, "pii", "too_long")
+REASONS = (*DROP_REASONS, "pii", "too_long", "contaminated")
 """Every reason a read conversation is dropped for (stats.json lists each, zeros included)."""
 HINTS = {
     **DROP_RULES,
     "pii": "personal data found (see PII per category); set pii_filter: false only for "
     "data cleared for it",
     "too_long": "longer than train.seq_length; raise it, or set data.too_long=truncate",
+    "contaminated": "shares n-grams with an eval set of data.decontam.eval_sets (stats.json "
+    "decontam names the eval rows); set data.decontam.drop=false to keep and only report",
 }
 EXAMPLES = 5
 
@@ -142,4 +145,4 @@ def report(stats: dict[str, Any]) -> str:
                 first = (c["examples"].get(reason) or ["?"])[0]
                 lines.append(f"    dropped {reason}: {n:,} (first at {first}): "
                              f"{HINTS.get(reason, '')}")
-    return "\n".join(lines)
+    return "\n".join(lines + decontam_report(stats.get("decontam")))

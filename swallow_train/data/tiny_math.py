@@ -11,7 +11,9 @@ the same on every machine: all 266 problems in a fixed order, shuffled by `seed`
     chats = format_conversations(rows)    # the same problems answered, for SFT on the format
 
 The RL stage's prompts (`rl/prompts.py`) and the SFT format set (`data/synthetic_sets.py`,
-`tiny_math_chat`) both come from here, and so does the held-out split they agree on.
+`tiny_math_chat`) both come from here, and so does the held-out split they agree on: the
+`TINY_EVAL_SIZE` (64) prompts whose keys hash lowest are never trained on (SFT or RL); the eval
+stage's `tiny_math` task samples 4 answers to each of them (pass@1 of 4).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 EN_SUFFIX = " Put the final answer in \\boxed{}."
 JA_SUFFIX = "最終的な答えを \\boxed{} に書いてください。"
 _FULL_WIDTH = str.maketrans("0123456789", "０１２３４５６７８９")
-TINY_EVAL_SIZE = 32
+TINY_EVAL_SIZE = 64
 """data.eval_size of the tiny RL recipe (recipes/size/rl_tiny_*.yaml)."""
 
 

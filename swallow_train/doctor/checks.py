@@ -21,6 +21,8 @@ from typing import Any
 import torch
 
 from swallow_train.check_report import Check, failed, passed, skipped
+from swallow_train.models.config import ModelConfig
+from swallow_train.training import TrainRecipe
 
 TRAIN_STAGES = ("cpt", "sft")
 MEGATRON_CORE_RANGE = ("0.15", "0.20")  # pyproject: megatron-core>=0.15,<0.20
@@ -158,16 +160,18 @@ def gpus(gpus_per_node: int) -> Check:
                   f"each, min free {min(d['free_gib'] for d in devices)} GiB", devices=devices)
 
 
-def layout(recipe: Any) -> Check:
-    """The recipe's parallel layout for cluster.nodes x cluster.gpus_per_node."""
-    if not hasattr(recipe, "layout"):
+def layout(recipe: object) -> Check:
+    """The parallel layout of a CPT/SFT recipe (`TrainRecipe.layout`) for cluster.nodes x
+    cluster.gpus_per_node. `object`: doctor runs for every stage's recipe; any other (RL) is
+    skipped, as slime checks its layout."""
+    if not isinstance(recipe, TrainRecipe):
         return skipped("parallel layout", "checked by slime when the RL job starts "
                        "(swallow-train rl --dry-run renders its arguments)")
     result = recipe.layout()
     return passed("parallel layout", result.world_size, "ranks", result.describe())
 
 
-def checkpoint_bytes(model: Any, keep_last: int) -> int:
+def checkpoint_bytes(model: ModelConfig, keep_last: int) -> int:
     """Disk for `keep_last` checkpoints plus the one being written: bf16 weights, fp32 main
     weights and two fp32 Adam moments per parameter (14 bytes)."""
     return model.num_params() * 14 * (keep_last + 1)

@@ -1,15 +1,17 @@
-r"""The launch command's own keys (`LaunchConfig`), parsed strictly from `key=value` arguments.
+r"""The launch command's own keys (`LaunchConfig`), split from the recipe overrides by the one
+override parser (`swallow_train/overrides.py`).
 
     swallow-train launch stage=chain cluster=abci3 nodes=16 sft.nodes=8 rl.nodes=2 \
-        group=gxx00000 model=qwen3_8b submit=true
+        group=gxx00000 model=qwen3_8b cpt.optim.lr=1e-5 submit=true
 
-Launch keys: stage, cluster, nodes, submit, queue, group, walltime. `stage` is cpt, sft, rl,
-prepare, prepare-sft, prepare-rl (CPU jobs that prepare the data), a comma list in the order
-prepare,cpt,prepare-sft,sft,prepare-rl,rl, `chain` (cpt,sft,rl) or `all` (every stage).
-`nodes`, `queue`, `group` and `walltime` may be scoped to one stage (`sft.nodes=8`). Every
-other argument is a Hydra override of the stage recipes (`model=qwen3_8b`, `optim.lr=1e-5`);
-one prefixed with a stage name (`cpt.train.train_steps=10`) applies to that stage only.
-Unknown recipe keys fail when the recipe is composed, before anything is written.
+Launch keys: stage, cluster, nodes, submit, queue, group, walltime. `stage` is a stage of the
+registry that has a job (cpt, sft, rl, quantize, eval, and the CPU jobs prepare, prepare-sft,
+prepare-rl that prepare the data), a comma list in registry order, `chain` (cpt, sft, rl,
+quantize and an eval job after each) or `all` (every stage); quantize and eval take 1 node.
+`nodes`, `queue`, `group` and `walltime` may be scoped to one stage (`sft.nodes=8`);
+`cluster.nodes=16` is the same as `nodes=16`. Every other argument is a recipe override:
+`optim.lr=1e-5` for every stage, `cpt.train.train_steps=10` for one. Unknown recipe keys fail
+when the recipe is composed, before anything is written.
 """
 
 from __future__ import annotations
@@ -18,17 +20,20 @@ import re
 from dataclasses import dataclass, field
 
 from swallow_train.cluster import LaunchError, walltime_seconds
+from swallow_train.overrides import Override, OverrideError, check_claimed, for_stage
+from swallow_train.overrides import parse as parse_overrides
+from swallow_train.registry import STAGES, Kind, launchable
 
-CHAIN: tuple[str, ...] = ("cpt", "sft", "rl")
-"""The GPU stages in chain order (each starts from the previous one's HF export)."""
-PREPARE: dict[str, str] = {"prepare": "cpt", "prepare-sft": "sft", "prepare-rl": "rl"}
-"""The CPU data-preparation stages and the recipe each one composes."""
-ORDER: tuple[str, ...] = ("prepare", "cpt", "prepare-sft", "sft", "prepare-rl", "rl")
+ORDER: tuple[str, ...] = launchable()
 """Every stage in the order a launch submits them (`stage=all` is all of them)."""
+CHAIN: tuple[str, ...] = tuple(s for s in ORDER if STAGES[s].kind is not Kind.prepare)
+"""The GPU stages in chain order (`stage=chain`): cpt, sft, rl, quantize, and eval, whose jobs
+follow each of the others."""
 STAGE_KEYS = ("nodes", "queue", "group", "walltime")
 """Launch keys that may be scoped to one stage, and the cluster field each one sets."""
 LAUNCH_KEYS = ("stage", "cluster", "submit", *STAGE_KEYS)
-_RESERVED = {f"cluster.{key}": key for key in STAGE_KEYS}
+_ALIASES = {f"cluster.{key}": key for key in STAGE_KEYS}
+"""`cluster.nodes=16` is `nodes=16`: the launch key sets the cluster field."""
 _KEY = re.compile(r"^[A-Za-z_][\w.\-]*$")
 
 
@@ -54,9 +59,21 @@ class LaunchConfig:
     """Print the scripts; write and submit nothing."""
     common: StageSettings = field(default_factory=StageSettings)
     per_stage: dict[str, StageSettings] = field(default_factory=dict)
-    overrides: list[str] = field(default_factory=list)
-    """Recipe overrides for every stage."""
-    stage_overrides: dict[str, list[str]] = field(default_factory=dict)
+    items: list[Override] = field(default_factory=list)
+    """The recipe overrides, unscoped (every stage whose recipe has the section) or scoped."""
+
+    @property
+    def overrides(self) -> list[str]:
+        """Recipe overrides for every stage."""
+        return [o.hydra for o in self.items if o.stage is None]
+
+    @property
+    def stage_overrides(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for o in self.items:
+            if o.stage:
+                out.setdefault(o.stage, []).append(o.hydra)
+        return out
 
     def settings(self, stage: str) -> StageSettings:
         scoped = self.per_stage.get(stage, StageSettings())
@@ -69,17 +86,14 @@ class LaunchConfig:
         """What `compose(stage, ...)` gets and the job passes to `python -m swallow_train`."""
         out = [f"cluster={self.cluster}"]
         settings = self.settings(stage)
+        spec = STAGES[stage]
+        if spec.nodes is not None:
+            settings.nodes = spec.nodes
         for key in STAGE_KEYS:
             value = getattr(settings, key)
             if value is not None:
                 out.append(f"cluster.{key}={value}")
-        scoped = self.stage_overrides.get(stage, [])
-        keys = {_override_key(o) for o in scoped}
-        return out + [o for o in self.overrides if _override_key(o) not in keys] + scoped
-
-
-def _override_key(override: str) -> str:
-    return override.partition("=")[0].lstrip("+~")
+        return out + for_stage(self.items, stage, recipe=spec.recipe_name)
 
 
 def _stages(value: str) -> list[str]:
@@ -114,48 +128,36 @@ def _setting(key: str, value: str, arg: str) -> int | str:
 
 def parse(argv: list[str]) -> LaunchConfig:
     """Parse the launch arguments; LaunchError names the offending argument."""
-    seen: dict[str, str] = {}
     found: dict[str, str] = {}
     common = StageSettings()
     per_stage: dict[str, StageSettings] = {}
-    overrides: list[str] = []
-    stage_overrides: dict[str, list[str]] = {}
-    dry_run = False
-    for arg in argv:
-        if arg == "--dry-run":
-            dry_run = True
-            continue
-        if arg.startswith("-"):
-            raise LaunchError(f"unknown option {arg!r}; launch takes key=value and --dry-run")
-        key, eq, value = arg.partition("=")
-        bare = key.lstrip("+~")
-        if not (eq or key.startswith("~")) or not _KEY.match(bare):
-            raise LaunchError(f"expected key=value, got {arg!r}")
-        scope, _, rest = bare.partition(".")
-        stage = scope if scope in ORDER and rest else None
-        name = rest if stage else bare
-        if name in _RESERVED:
-            raise LaunchError(
-                f"{arg}: set {name} with the launch key {_RESERVED[name]}= (one place for the "
-                f"node count, queue, group and walltime), e.g. {_RESERVED[name]}=..."
-            )
-        if bare in seen:
-            raise LaunchError(f"{arg}: {bare} is given twice (also {seen[bare]!r})")
-        seen[bare] = arg
-        if key != bare and name in LAUNCH_KEYS:
-            raise LaunchError(f"{arg}: launch key {name} takes no Hydra prefix")
+    recipe_items: list[Override] = []
+    try:
+        items = parse_overrides(a for a in argv if a != "--dry-run")
+    except OverrideError as exc:
+        raise LaunchError(str(exc)) from None
+    given: dict[tuple[str | None, str], str] = {}
+    for o in items:
+        name = _ALIASES.get(o.key, o.key)
+        if name in LAUNCH_KEYS and o.prefix:
+            raise LaunchError(f"{o.arg}: launch key {name} takes no Hydra prefix")
+        if name == "nodes" and o.stage and STAGES[o.stage].nodes is not None:
+            raise LaunchError(f"{o.arg}: the {o.stage} job runs on {STAGES[o.stage].nodes} node; "
+                              "leave out its node count")
         if name in STAGE_KEYS:
-            target = per_stage.setdefault(stage, StageSettings()) if stage else common
-            setattr(target, name, _setting(name, value, arg))
-        elif name in LAUNCH_KEYS and stage is None:
-            found[name] = value
+            if (o.stage, name) in given:
+                raise LaunchError(f"{o.arg}: {name} is given twice (also "
+                                  f"{given[o.stage, name]!r})")
+            given[o.stage, name] = o.arg
+            target = per_stage.setdefault(o.stage, StageSettings()) if o.stage else common
+            setattr(target, name, _setting(name, o.value or "", o.arg))
+        elif name in LAUNCH_KEYS and o.stage is None:
+            found[name] = o.value or ""
         elif name in LAUNCH_KEYS:
-            raise LaunchError(f"{arg}: {name} applies to the whole launch, not to one stage")
-        elif stage:
-            stage_overrides.setdefault(stage, []).append(arg[: len(key) - len(bare)] +
-                                                         name + eq + value)
+            raise LaunchError(f"{o.arg}: {name} applies to the whole launch, not to one stage")
         else:
-            overrides.append(arg)
+            recipe_items.append(o)
+    dry_run = "--dry-run" in argv
     missing = [k for k in ("stage", "cluster") if not found.get(k)]
     if missing:
         raise LaunchError(
@@ -166,7 +168,7 @@ def parse(argv: list[str]) -> LaunchConfig:
     if submit not in ("true", "false"):
         raise LaunchError(f"submit={found['submit']!r} must be true or false")
     stages = _stages(found["stage"])
-    stray = sorted((set(per_stage) | set(stage_overrides)) - set(stages))
+    stray = sorted((set(per_stage) | {o.stage for o in recipe_items if o.stage}) - set(stages))
     if stray:
         raise LaunchError(
             f"{', '.join(s + '.' for s in stray)}* arguments name a stage that stage="
@@ -174,8 +176,11 @@ def parse(argv: list[str]) -> LaunchConfig:
         )
     if not _KEY.match(found["cluster"]):
         raise LaunchError(f"cluster={found['cluster']!r} is not a preset name")
+    try:
+        check_claimed(recipe_items, [STAGES[s].recipe_name for s in stages])
+    except OverrideError as exc:
+        raise LaunchError(str(exc)) from None
     return LaunchConfig(
         stages=stages, cluster=found["cluster"], submit=submit == "true", dry_run=dry_run,
-        common=common, per_stage=per_stage, overrides=overrides,
-        stage_overrides=stage_overrides,
+        common=common, per_stage=per_stage, items=recipe_items,
     )

@@ -7,11 +7,12 @@ r"""`swallow-train launch`: render, write and (with submit=true) submit the job 
 
 Every stage is composed and validated (recipe keys, cluster settings, the parallel layout
 against nodes x GPUs per node) before anything is written; on an error nothing is. The scripts
-go to `<run.root>/<run.name>/<stage>/job.<scheduler>.sh`. With submit=true each stage after the
-first waits for the previous one to succeed (PBS `-W depend=afterok:`, Grid Engine `-hold_jid`,
-Slurm `--dependency=afterok:`); the ids of a stage's dependents go to `<stage dir>/dependents`,
-so that a PBS job that continues in a new job (a PBS user cannot `qrerun`) can move them onto
-its continuation. A stage whose `DONE` exists is not submitted again.
+go to `<run.root>/<run.name>/<stage>/job.<scheduler>.sh` (eval: `<stage>/eval/<suite>/`). With
+submit=true each stage after the first waits for the previous one to succeed (PBS `-W
+depend=afterok:`, Grid Engine `-hold_jid`, Slurm `--dependency=afterok:`), and each eval job for
+the stage it scores; the ids of a stage's dependents go to `<stage dir>/dependents`, so that a
+PBS job that continues in a new job (a PBS user cannot `qrerun`) can move them onto its
+continuation. A stage whose `DONE` exists is not submitted again.
 """
 
 from __future__ import annotations
@@ -107,14 +108,18 @@ def run_local(jobs: list[StageJob], say: Callable[[str], None] = print) -> int:
 
 def submit_chain(jobs: list[StageJob], run: Runner = subprocess.run,
                  say: Callable[[str], None] = print) -> list[tuple[str, str]]:
-    """Submit the stages in order, each after the previous one; returns (stage, job id)."""
+    """Submit the stages in order, each after the previous one (a job with `after`, such as an
+    eval, after that stage's job when this launch submits it); returns (stage, job id)."""
     submitted: list[tuple[str, str]] = []
+    by_stage: dict[str, tuple[StageJob, str]] = {}
+    waiting: dict[Path, list[str]] = {}
     previous: tuple[StageJob, str] | None = None
     for job in jobs:
         if _done(job):
             say(f"{job.stage}: {job.stage_dir / 'DONE'} exists; not submitted")
             continue
-        cmd = dependent_command(job.cluster, job.path, previous[1] if previous else None)
+        parent = by_stage.get(job.after) if job.after else previous
+        cmd = dependent_command(job.cluster, job.path, parent[1] if parent else None)
         result = run(cmd, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             done = ", ".join(f"{s} {i}" for s, i in submitted) or "none"
@@ -124,12 +129,16 @@ def submit_chain(jobs: list[StageJob], run: Runner = subprocess.run,
             )
         new_id = job_id(job.cluster.scheduler, result.stdout)
         (job.stage_dir / "dependents").unlink(missing_ok=True)
-        if previous is not None:
-            write_atomic(previous[0].stage_dir / "dependents", f"{new_id}\n")
-        after = f" after {previous[1]}" if previous else ""
+        if parent is not None:  # a PBS continuation moves these onto itself
+            ids = waiting.setdefault(parent[0].stage_dir, [])
+            ids.append(new_id)
+            write_atomic(parent[0].stage_dir / "dependents", "".join(f"{i}\n" for i in ids))
+        after = f" after {parent[1]}" if parent else ""
         say(f"{job.stage}: submitted job {new_id}{after} ({job.path})")
         submitted.append((job.stage, new_id))
-        previous = (job, new_id)
+        by_stage[job.stage] = (job, new_id)
+        if job.after is None:
+            previous = (job, new_id)
     return submitted
 
 

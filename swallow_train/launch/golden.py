@@ -10,7 +10,9 @@ GPUs per job (nodes = GPUs / GPUs per node: 8 on ABCI 3.0 and Slurm, 4 on TSUBAM
   RL   8B 16, 30B-A3B 32, 32B 32
 and the CPU jobs of the data preparation: prepare_qwen3_8b.sh (the array of
 `cluster.prepare_tasks` tasks), prepare-final_qwen3_8b.sh (checks every shard, writes the
-stats), prepare-sft_qwen3_8b.sh and prepare-rl_qwen3_8b.sh.
+stats), prepare-sft_qwen3_8b.sh and prepare-rl_qwen3_8b.sh; the 1-node jobs after RL:
+quantize_<model>.sh for every size, and the evals of the 8B CPT export (Swallow's pretrained
+suite) and RL export (the post-trained suite), eval-cpt_qwen3_8b.sh and eval-rl_qwen3_8b.sh.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from swallow_train.launch.args import CHAIN, parse
+from swallow_train.launch.args import parse
 from swallow_train.launch.render import build
 
 ROOT = Path(__file__).resolve().parents[2] / "launch"
@@ -54,6 +56,21 @@ def argv(cluster: str, stage: str, model: str) -> list[str]:
             f"model={model}", f"run.name={model}", *FIT.get((cluster, stage, model), [])]
 
 
+EVAL_FILES = {"eval-cpt": ("cpt", "swallow_pretrained"), "eval-rl": ("rl", "swallow_posttrained")}
+"""The eval jobs (8B): file stem -> (the stage whose export it scores, the suite)."""
+SINGLE = ("quantize", *EVAL_FILES)
+TRAINED = tuple(GPUS)
+
+
+def single_argv(cluster: str, stem: str, model: str) -> list[str]:
+    """The launch arguments of a 1-node job: quantize, or an eval of one stage's export."""
+    base = [f"cluster={cluster}", *CLUSTERS[cluster][1], f"model={model}", f"run.name={model}"]
+    if stem == "quantize":
+        return ["stage=quantize", *base]
+    target, suite = EVAL_FILES[stem]
+    return ["stage=eval", *base, f"eval.target={target}", f"eval.eval_suite={suite}"]
+
+
 PREPARE_FILES = {"prepare": ("prepare", 0), "prepare-final": ("prepare", 1),
                  "prepare-sft": ("prepare-sft", 0), "prepare-rl": ("prepare-rl", 0)}
 """The CPU jobs (8B recipes; the other sizes differ only in the SFT manifest): file stem ->
@@ -65,12 +82,17 @@ def prepare_argv(cluster: str, stage: str) -> list[str]:
             "model=qwen3_8b", "run.name=qwen3_8b"]
 
 
-def cases(stages: tuple[str, ...] = (*CHAIN, *PREPARE_FILES)
+def cases(stages: tuple[str, ...] = (*TRAINED, *PREPARE_FILES, *SINGLE)
           ) -> list[tuple[Path, list[str], int]]:
     """(golden file, launch arguments, index of the job among the stage's jobs)."""
     out = []
     for cluster in CLUSTERS:
         for stage in stages:
+            if stage in SINGLE:
+                out += [(ROOT / cluster / f"{stage}_{model}.sh",
+                         single_argv(cluster, stage, model), 0)
+                        for model in (MODELS if stage == "quantize" else MODELS[:1])]
+                continue
             if stage in PREPARE_FILES:
                 name, index = PREPARE_FILES[stage]
                 out.append((ROOT / cluster / f"{stage}_qwen3_8b.sh",
@@ -89,7 +111,7 @@ def render(args: list[str], index: int = 0) -> str:
 def main(argv_: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m swallow_train.launch.golden")
     parser.add_argument("--check", action="store_true", help="compare; write nothing")
-    parser.add_argument("--stages", default=",".join((*CHAIN, *PREPARE_FILES)),
+    parser.add_argument("--stages", default=",".join((*TRAINED, *PREPARE_FILES, *SINGLE)),
                         help="e.g. cpt,sft or prepare,prepare-final")
     opts = parser.parse_args(argv_)
     stale = []

@@ -2,155 +2,38 @@
 
     swallow-train launch --dry-run stage=cpt cluster=abci3 nodes=16 group=gxx00000 model=qwen3_8b
 
-The templates are data (`swallow_train/launch/templates/*.sh`, Jinja2): `train.sh` (CPT/SFT)
-and `rl.sh` (Ray + slime) import the scheduler's header/hosts/requeue pieces (`pbs.sh`,
-`sge.sh`, `slurm.sh`, `local.sh`) and the shared ones (`common.sh`). Everything is validated
-here, before anything is written: the recipe composes, the cluster settings are complete, and
-the parallel layout fits nodes x GPUs per node.
+Each stage's template comes from the stage registry (`swallow_train/registry.py`; the pieces
+they share: `templating.py`). Everything is validated here, before anything is written: the
+recipe composes, the cluster settings are complete, and the parallel layout fits nodes x GPUs
+per node.
 """
 
 from __future__ import annotations
 
-import re
-import shlex
-from dataclasses import dataclass
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 from swallow_train.checkpoint_files import MARKER
-from swallow_train.cluster import ClusterConfig, Launcher, LaunchError, Scheduler
+from swallow_train.cluster import ClusterConfig, LaunchError
 from swallow_train.config import RecipeError
-from swallow_train.launch.args import PREPARE, LaunchConfig
+from swallow_train.launch.args import LaunchConfig
+from swallow_train.launch.prepare_jobs import prepare_jobs
+from swallow_train.launch.templating import (
+    StageJob,
+    container_prefix,
+    environment,
+    job_context,
+    job_name,
+    submit_command,
+)
+from swallow_train.overrides import merge
+from swallow_train.registry import STAGES, Kind, chain
 from swallow_train.run import check_stage_dir_model
+from swallow_train.stages.rl import RLRecipe
 
-TEMPLATES = Path(__file__).resolve().parent / "templates"
-
-
-@dataclass(frozen=True)
-class StageJob:
-    """A validated, rendered job: nothing of it is on disk yet."""
-
-    stage: str
-    recipe: Any
-    overrides: list[str]
-    script: str
-    path: Path
-    summary: str
-    """One line for the console: nodes, GPUs and the validated layout."""
-
-    @property
-    def cluster(self) -> ClusterConfig:
-        return self.recipe.cluster
-
-    @property
-    def stage_dir(self) -> Path:
-        return self.path.parent
+__all__ = ["StageJob", "build", "build_all", "container_prefix", "submit_command"]
 
 
-@cache
-def _environment() -> Any:
-    import jinja2
-
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        autoescape=False,
-    )
-    env.filters["q"] = lambda value: shlex.quote(str(value))
-    return env
-
-
-def submit_command(cluster: ClusterConfig, script: Path | str) -> list[str]:
-    """The command that submits (or, locally, runs) a script, without dependencies."""
-    match cluster.scheduler:
-        case Scheduler.pbs:
-            return ["qsub", str(script)]
-        case Scheduler.sge:
-            group = ["-g", cluster.group] if cluster.group else []
-            return ["qsub", "-terse", *group, str(script)]
-        case Scheduler.slurm:
-            return ["sbatch", "--parsable", str(script)]
-    return ["bash", str(script)]
-
-
-def _launcher(cluster: ClusterConfig) -> tuple[str, str | None]:
-    """(launcher, how torchrun reaches the other nodes)."""
-    if cluster.launcher is Launcher.mpirun:
-        return "mpirun", None
-    if cluster.world_size == 1:
-        return "python", None
-    if cluster.nodes == 1:
-        return "torchrun", None
-    return "torchrun", "srun" if cluster.scheduler is Scheduler.slurm else "mpirun"
-
-
-def _lines(tokens: list[str], width: int = 92) -> list[str]:
-    """Shell-quoted tokens packed into lines of at most `width` characters."""
-    lines: list[str] = []
-    for token in (shlex.quote(t) for t in tokens):
-        if lines and len(lines[-1]) + 1 + len(token) <= width:
-            lines[-1] += " " + token
-        else:
-            lines.append(token)
-    return lines
-
-
-def _job_name(stage: str, run_name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", f"{stage}-{run_name}")[:63]
-
-
-def container_prefix(cluster: ClusterConfig) -> str:
-    """`apptainer exec --nv [--bind ...] IMAGE ` (with its trailing space), or ""."""
-    if not cluster.container:
-        return ""
-    binds = "".join(f"--bind {shlex.quote(b)} " for b in cluster.container_binds)
-    return (f"{cluster.container_runtime.value} exec --nv {binds}"
-            f"{shlex.quote(cluster.container)} ")
-
-
-def _context(stage: str, recipe: Any, overrides: list[str], path: Path, argv: list[str],
-             layout: str) -> dict[str, Any]:
-    cluster: ClusterConfig = recipe.cluster
-    stage_dir = path.parent
-    init = recipe.init
-    needs = init.from_stage if init.from_stage and not init.hf else None
-    launcher, via = _launcher(cluster)
-    data_check = stage in ("cpt", "sft") and cluster.nodes > 1
-    prepare_launch = ""
-    if data_check:
-        from swallow_train.data.ready import launch_command
-
-        prepare_launch = launch_command(stage, recipe, overrides)
-    return {
-        "stage": stage,
-        "run_name": recipe.run.name,
-        "stage_dir": str(stage_dir),
-        "script": str(path),
-        "c": cluster,
-        "scheduler": cluster.scheduler.value,
-        "walltime_s": cluster.walltime_s(),
-        "job_name": _job_name(stage, recipe.run.name),
-        "needs": needs,
-        "needs_done": str(recipe.run.stage_dir(needs) / "DONE") if needs else "",
-        "progress_file": str(stage_dir / "checkpoints" / MARKER),
-        "launcher": launcher,
-        "torchrun_via": via,
-        "tasks_per_node": cluster.gpus_per_node if launcher == "mpirun" else 1,
-        "container": container_prefix(cluster),
-        "data_check": data_check,
-        "prepare_launch": prepare_launch,
-        "override_lines": _lines(overrides),
-        "argv": shlex.join(argv),
-        "submit_cmd": shlex.join(submit_command(cluster, path)),
-        "layout": layout,
-    }
-
-
-def _validate(stage: str, recipe: Any) -> str:
+def _validate(stage: str, recipe: object) -> str:
     """Cluster settings and (CPT/SFT) the parallel layout; every problem in one LaunchError."""
     problems: list[str] = []
     layout = ""
@@ -161,7 +44,7 @@ def _validate(stage: str, recipe: Any) -> str:
         recipe.cluster.check()
     except LaunchError as exc:
         problems.append(str(exc))
-    if stage in PREPARE:
+    if STAGES[stage].kind is Kind.prepare:
         if problems:
             raise LaunchError(f"stage {stage}: " + "\n".join(problems))
         return ""
@@ -169,7 +52,7 @@ def _validate(stage: str, recipe: Any) -> str:
         check_stage_dir_model(recipe.run.stage_dir(stage), recipe.model)
     except RecipeError as exc:
         problems.append(str(exc))
-    if stage != "rl":
+    if STAGES[stage].kind is Kind.train:
         try:
             layout = recipe.layout().describe()
         except ValueError as exc:  # LayoutError, or an inconsistent model preset
@@ -181,28 +64,7 @@ def _validate(stage: str, recipe: Any) -> str:
 
 # --- the RL stage: slime's `ray job submit` inside a Ray cluster over the job's nodes (rl.sh),
 # or, with backend=local, the local GRPO loop as one process (train.sh)
-SUBMIT = "ray job submit"
-PWD = "${PWD}/"
-
-
-def ray_submit_text(recipe: Any) -> str:
-    """slime's submit command (validated by the RL module) with our submission id added: the
-    job script stops the job by that id and checks that it SUCCEEDED before the export."""
-    from swallow_train.rl.slime import render_ray_job
-
-    text = render_ray_job(recipe).strip()
-    if not text.startswith(SUBMIT + " ") or "--submission-id" in text:
-        raise LaunchError(f"render_ray_job returned {text[:60]!r}...; expected a `{SUBMIT} ...` "
-                          "command without --submission-id")
-    return text.replace(SUBMIT, f'{SUBMIT} --submission-id "$SUBMISSION_ID"', 1)
-
-
-def _relative(path: str) -> str:
-    """slime's `${PWD}/runs/...` as the job script's (submit-directory relative) path."""
-    return path[len(PWD):] if path.startswith(PWD) else path
-
-
-def rl_context(recipe: Any) -> tuple[dict[str, Any], str, str]:
+def rl_context(recipe: RLRecipe) -> tuple[dict[str, Any], str, str]:
     """(template values, one-line layout summary, template) of the RL stage."""
     from swallow_train.rl.config import Backend
 
@@ -212,80 +74,95 @@ def rl_context(recipe: Any) -> tuple[dict[str, Any], str, str]:
         summary = "local GRPO backend, one process"
         return ({"launcher": "python", "torchrun_via": None,
                  "progress_file": str(stage_dir / "checkpoints" / MARKER)}, summary, "train.sh")
-    from swallow_train.rl.slime import megatron_path, save_dir, train_script
-    from swallow_train.rl.slime_job import render_export
-
+    # the typed slime job (validated by the RL module), only formatted here; the job script
+    # stops it by its submission id and checks that it SUCCEEDED before the export
+    job = recipe.slime_job()
     summary = (f"slime on Ray, {cluster.world_size} GPU(s), colocate="
                f"{str(recipe.slime.colocate).lower()}, actor TP{recipe.parallel.tp} "
                f"PP{recipe.parallel.pp} CP{recipe.parallel.cp} EP{recipe.parallel.ep}")
     values = {
-        "ray_submit": ray_submit_text(recipe),
-        "export": render_export(recipe).strip(),
-        "progress_file": f"{_relative(save_dir(recipe))}/{MARKER}",
+        "ray_submit": job.submit_command(submission_id="SUBMISSION_ID").strip(),
+        "export": job.export_command().strip(),
+        "progress_file": f"{job.save_dir.path}/{MARKER}",
         "tasks_per_node": 1,
-        "train_script": train_script(recipe),
-        "megatron_path": megatron_path(recipe),
+        "train_script": job.train_script.path,
+        "megatron_path": job.megatron_path.path,
     }
     return values, summary, "rl.sh"
 
 
-def _prepare_jobs(stage: str, recipe: Any, overrides: list[str], argv: list[str]
-                  ) -> list[StageJob]:
-    """The CPU jobs of a prepare stage: CPT corpora over `cluster.prepare_tasks` array tasks
-    and a final job after them, or (SFT packs, RL prompts, one task) a single job."""
-    cluster: ClusterConfig = recipe.cluster
-    stage_dir = recipe.run.stage_dir(stage)
-    sched = cluster.scheduler.value
-    tasks = cluster.prepare_tasks if stage == "prepare" and sched != "local" else 1
-    parts = [("task", "job"), ("final", "final")] if tasks > 1 else [("single", "job")]
-    jobs = []
-    for part, name in parts:
-        path = stage_dir / f"{name}.{sched}.sh"
-        what = {"task": f"array of {tasks} tasks, one CPU node each",
-                "final": f"after the {tasks} tasks: check every shard, write stats.json",
-                "single": "one CPU node"}[part]
-        context = {
-            **_context(stage, recipe, overrides, path, argv, ""),
-            "job_name": _job_name(stage if part != "final" else f"{stage}-final",
-                                  recipe.run.name),
-            "tasks": tasks if part == "task" else 1,
-            "part": part,
-            "what": what,
-            "command": stage,
-            "workers": stage != "prepare-rl",
-            "cpu_queue": cluster.cpu_queue or cluster.queue,
-        }
-        script = _environment().get_template("prepare.sh").render(context)
-        jobs.append(StageJob(stage=stage, recipe=recipe, overrides=overrides, script=script,
-                             path=path, summary=f"{stage}: {what} on {cluster.name}"))
-    return jobs
-
-
 def build(stage: str, launch: LaunchConfig, argv: list[str]) -> list[StageJob]:
     """Compose, validate and render `stage` (a prepare stage may give two jobs: its array
-    and the final step); raises RecipeError or LaunchError."""
+    and the final step; eval one job per stage it scores); raises RecipeError or LaunchError."""
     from swallow_train.config import compose
 
+    spec = STAGES[stage]
     overrides = launch.recipe_overrides(stage)
-    recipe = compose(PREPARE.get(stage, stage), overrides)
+    if spec.kind is Kind.eval:
+        return [single_job(stage, merge(overrides, [f"target={target}"]), argv)
+                for target in eval_targets(launch)]
+    if spec.kind is Kind.quantize:
+        return [single_job(stage, overrides, argv)]
+    recipe = compose(spec.recipe_name, overrides)
     cluster: ClusterConfig = recipe.cluster
     layout = _validate(stage, recipe)
-    if stage in PREPARE:
-        return _prepare_jobs(stage, recipe, overrides, argv)
+    if spec.kind is Kind.prepare:
+        return prepare_jobs(stage, recipe, overrides, argv)
     from swallow_train.config import recipe_memory_plan
 
     recipe_memory_plan(recipe)  # LayoutError with the fix when it cannot fit the cluster's GPUs
     path = recipe.run.stage_dir(stage) / f"job.{cluster.scheduler.value}.sh"
     extra: dict[str, Any] = {}
-    template = "train.sh"
-    if stage == "rl":
+    template = spec.template or ""
+    if spec.kind is Kind.rl:
         extra, layout, template = rl_context(recipe)
-    context = {**_context(stage, recipe, overrides, path, argv, layout), **extra}
-    script = _environment().get_template(template).render(context)
+    context = {**job_context(stage, recipe, overrides, path, argv, layout), **extra}
+    script = environment().get_template(template).render(context)
     summary = (f"{stage}: {cluster.nodes} node(s) x {cluster.gpus_per_node} GPU(s) on "
                f"{cluster.name} | {layout}")
     return [StageJob(stage=stage, recipe=recipe, overrides=overrides, script=script, path=path,
                      summary=summary)]
+
+
+# --- the 1-node jobs (template single.sh): quantize after RL, and eval after each stage
+def eval_targets(launch: LaunchConfig) -> list[str]:
+    """The stages the eval jobs score: `eval.target=X` alone, else the model stages this
+    launch runs, else (`stage=eval` alone) every model stage."""
+    given = [o.value for o in launch.items if o.stage == "eval" and o.key == "target"]
+    launched = [s for s in launch.stages if s in chain()]
+    return [str(given[0])] if given else launched or list(chain())
+
+
+def single_job(stage: str, overrides: list[str], argv: list[str]) -> StageJob:
+    from swallow_train.config import compose
+
+    recipe = compose(STAGES[stage].recipe_name, overrides)
+    cluster: ClusterConfig = recipe.cluster
+    target = getattr(recipe, "target", None)
+    if target is not None:
+        from swallow_train.evaluation.runner import recipe_dir
+
+        stage_dir = recipe_dir(recipe).path
+        what = f"{recipe.eval_suite.name} suite on the {target} export ({recipe.backend.value})"
+    else:
+        stage_dir = recipe.run.stage_dir(stage)
+        what = f"AWQ W4A16 of the {recipe.init.from_stage} export, gated"
+    problems = [] if " " not in str(stage_dir) else [f"{stage_dir} must not contain spaces"]
+    try:
+        cluster.check()
+        check_stage_dir_model(stage_dir, recipe.model)
+    except (LaunchError, RecipeError) as exc:
+        problems.append(str(exc))
+    if problems:
+        raise LaunchError(f"stage {stage}: " + "\n".join(problems))
+    path = stage_dir / f"job.{cluster.scheduler.value}.sh"
+    name = f"{stage}-{target}" if target else stage
+    context = {**job_context(stage, recipe, overrides, path, argv, ""), "what": what,
+               "job_name": job_name(name, recipe.run.name), "tasks_per_node": 1}
+    script = environment().get_template(STAGES[stage].template or "").render(context)
+    return StageJob(stage=stage, recipe=recipe, overrides=overrides, script=script, path=path,
+                    summary=f"{name}: 1 node x {cluster.gpus_per_node} GPU(s) on "
+                            f"{cluster.name} | {what}", after=target or STAGES[stage].after)
 
 
 def build_all(launch: LaunchConfig, argv: list[str]) -> list[StageJob]:

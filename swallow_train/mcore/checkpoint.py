@@ -46,6 +46,7 @@ from swallow_train.checkpoint_files import (
     verify_checksums,
     write_manifest,
 )
+from swallow_train.lifecycle import say
 from swallow_train.mcore.checkpoint_state import (
     TrainState,
     load_model_state,
@@ -61,11 +62,6 @@ from swallow_train.parallel import Layout
 
 __all__ = ["MegatronCheckpointer", "TrainState"]
 SAVE_ERRORS = (Exception, CheckpointException)  # torch's CheckpointException is a BaseException
-
-
-def _say(msg: str) -> None:
-    if collectives.rank() == 0:
-        print(f"[swallow-train] {msg}", flush=True)
 
 
 def _gb(n: float) -> str:
@@ -210,7 +206,7 @@ class MegatronCheckpointer:
                 return candidate
             if not self.cfg.fallback:
                 raise CheckpointError(f"{problems[0]}; {ckpts.repair_advice(candidate)}")
-            _say(f"!!! CHECKPOINT {path} FAILED VERIFICATION: {problems[0]}; "
+            say(f"!!! CHECKPOINT {path} FAILED VERIFICATION: {problems[0]}; "
                  "checkpoint.fallback=true: trying the next older checkpoint")
         raise CheckpointError(f"no checkpoint under {ckpts.root} verifies; delete them and the "
                               "marker to start the stage again from its init")
@@ -221,7 +217,7 @@ class MegatronCheckpointer:
                 ckpts.path(step).rename(ckpts.root / f".corrupt_{ckpts.path(step).name}")
             ckpts.point_marker(good)
         collectives.barrier()
-        _say(f"!!! RESUMING FROM OLDER CHECKPOINT step {good} (step {bad} and later failed "
+        say(f"!!! RESUMING FROM OLDER CHECKPOINT step {good} (step {bad} and later failed "
              f"verification; kept as {ckpts.root}/.corrupt_iter_*)")
 
     def load(self, chunks, optimizer, scheduler, layout: Layout, *,

@@ -14,6 +14,7 @@ pack), rounded up to a multiple of micro-batch x DP.
 from __future__ import annotations
 
 import math
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -21,10 +22,17 @@ import torch
 from megatron.core import parallel_state
 from megatron.core.packed_seq_params import PackedSeqParams
 
+from swallow_train.cluster import ClusterConfig
+from swallow_train.data.config import SFTDataConfig
+from swallow_train.data.manifest import SFTManifest
+from swallow_train.data.prepared import sft_manifest
+from swallow_train.data.ready import StageData, multi_node, require_prepared
 from swallow_train.mcore import distributed
 from swallow_train.mcore.batches import Batch, collate, rank_sample_ranges
 from swallow_train.mcore.model import use_transformer_engine
+from swallow_train.models.config import ModelConfig
 from swallow_train.parallel import Layout, LayoutError
+from swallow_train.training import TrainConfig
 
 KEYS = ("tokens", "labels", "loss_mask", "position_ids")
 
@@ -51,44 +59,51 @@ def thd_params(lens: np.ndarray, device: torch.device) -> tuple[PackedSeqParams,
 
 
 class SFTData:
-    """BatchSource over `swallow-train prepare-sft` output (prepared on first use)."""
+    """BatchSource over `swallow-train prepare-sft` output (prepared on first use), built from
+    the SFT stage's own sections: `SFTData(data=, train=, model=, cluster=)`."""
 
-    def __init__(self, recipe: Any) -> None:
-        from swallow_train.data.ready import require_prepared
-
-        require_prepared("sft", recipe)  # multi-node: refuse before any GPU work
-        self.recipe = recipe
+    def __init__(self, *, data: SFTDataConfig, train: TrainConfig, model: ModelConfig,
+                 cluster: ClusterConfig) -> None:
+        self.data, self.train, self.model = data, train, model
+        self.spec = StageData(data=data, tokenizer=model.tokenizer,
+                              seq_length=train.seq_length, cluster=cluster)
+        if multi_node(cluster):  # refuse missing or stale data before any GPU work
+            require_prepared(self.spec, self.manifest)
         self.dataset: Any = None
         self.sequences_per_step = 0
         self.steps = 0
         self._order: tuple[int, np.ndarray] | None = None  # (epoch, its pack order)
 
+    @cached_property
+    def manifest(self) -> SFTManifest:
+        """`data.manifest`, parsed on first use and only then (once per run)."""
+        return sft_manifest(self.data)
+
     def _open(self) -> Any:
         from swallow_train.data.packed import PackedSFTDataset
-        from swallow_train.data.prepared import packs_path, prepare_packs, sft_manifest
-        from swallow_train.data.ready import multi_node, prepare_command
+        from swallow_train.data.prepared import packs_path, prepare_packs
+        from swallow_train.data.ready import prepare_command
         from swallow_train.data.sft_stats import report
 
-        d, seq_length = self.recipe.data, self.recipe.train.seq_length
-        manifest = sft_manifest(d)  # parsed once per run
-        if distributed.is_rank0() and not multi_node(self.recipe):
+        seq_length = self.train.seq_length
+        if distributed.is_rank0() and not multi_node(self.spec.cluster):
             # returns at once when already prepared
-            packs = prepare_packs(d, self.recipe.model.tokenizer, seq_length, manifest,
-                                  command=prepare_command("sft", self.recipe))
+            packs = prepare_packs(self.data, self.model.tokenizer, seq_length, self.manifest,
+                                  command=prepare_command(self.spec))
             print(f"{packs.path}: {'already prepared' if packs.existed else 'prepared'}")
             print(report(packs.stats))
         distributed.barrier()
-        return PackedSFTDataset(packs_path(d, seq_length, manifest))
+        return PackedSFTDataset(packs_path(self.data, seq_length, self.manifest))
 
     def prepare(self, layout: Layout) -> None:
-        train = self.recipe.train
+        train = self.train
         self.thd = use_transformer_engine()
         if self.thd and train.micro_batch_size != 1:
             raise LayoutError(
                 f"train.micro_batch_size={train.micro_batch_size}: packed SFT on GPU uses the "
                 "THD format, which takes one packed sequence per micro-batch; set it to 1"
             )
-        multiple = self.recipe.data.pad_to_multiple
+        multiple = self.data.pad_to_multiple
         if self.thd and layout.cp > 1 and multiple % (2 * layout.cp):
             raise LayoutError(
                 f"data.pad_to_multiple={multiple}: with parallel.cp={layout.cp} every packed "
@@ -158,8 +173,7 @@ class SFTData:
         return batch
 
     def train_microbatches(self, step: int) -> list[Batch]:
-        ranges = rank_sample_ranges(step, self.sequences_per_step,
-                                    self.recipe.train.micro_batch_size)
+        ranges = rank_sample_ranges(step, self.sequences_per_step, self.train.micro_batch_size)
         return [self._batch(r) for r in ranges]
 
     def eval_microbatches(self, index: int) -> list[Batch]:

@@ -2,7 +2,9 @@
 
     from swallow_train.mcore.datasets import build_gpt_datasets
     corpus = open_corpus(recipe.data, cpt_manifest(recipe.data))     # swallow_train.data.prepared
-    train, valid, test = build_gpt_datasets(recipe, (steps * global_batch, eval_samples, 0), corpus)
+    train, valid, test = build_gpt_datasets(
+        corpus, (steps * global_batch, eval_samples, 0),
+        data=recipe.data, train=recipe.train, model=recipe.model)
     sample = train[consumed]  # tokens / labels / loss_mask / position_ids; same seed, same order
 
 `BlendedMegatronDatasetBuilder(GPTDataset, ...)` builds one GPTDataset per shard (split by
@@ -27,7 +29,10 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from swallow_train.data.blend import Blend
+    from swallow_train.data.config import CPTDataConfig
     from swallow_train.data.prepared import PreparedCorpus
+    from swallow_train.models.config import ModelConfig
+    from swallow_train.training import TrainConfig
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -95,23 +100,25 @@ def build_blended_datasets(
     return train, valid, test
 
 
-def build_gpt_datasets(recipe: Any, num_samples: Sequence[int | None], corpus: PreparedCorpus,
+def build_gpt_datasets(corpus: PreparedCorpus, num_samples: Sequence[int | None], *,
+                       data: CPTDataConfig, train: TrainConfig, model: ModelConfig,
                        blend: Blend | None = None) -> tuple[Any, Any, Any]:
-    """The CPT recipe's (train, valid, test) datasets over the prepared `corpus`
+    """(train, valid, test) datasets of `num_samples` sequences over the prepared `corpus`
     (`data.prepared.open_corpus`): its blend (`blend`, else the manifest's budgets over
-    `num_samples[0]` sequences), seed `train.seed`, sequences of `train.seq_length` tokens."""
+    `num_samples[0]` sequences) split by `data.split`, seed `train.seed`, sequences of
+    `train.seq_length` tokens, vocabulary `model.vocab_size`."""
     if blend is None:
-        train_tokens = (num_samples[0] or 0) * recipe.train.seq_length
-        blend = corpus.blend(train_tokens or None, recipe.data.split)
+        train_tokens = (num_samples[0] or 0) * train.seq_length
+        blend = corpus.blend(train_tokens or None, data.split)
     prefixes, weights = blend.megatron()
     return build_blended_datasets(
         prefixes,
         weights,
         num_samples,
-        seq_length=recipe.train.seq_length,
-        seed=recipe.train.seed,
-        split=recipe.data.split,
+        seq_length=train.seq_length,
+        seed=train.seed,
+        split=data.split,
         eod=int(corpus.stats["eod"]),
-        vocab_size=recipe.model.vocab_size,
+        vocab_size=model.vocab_size,
         cache_dir=corpus.path / "cache",
     )

@@ -31,7 +31,7 @@ def _env_from_mpirun() -> None:
 
 def init_process_group(timeout_minutes: int = 30) -> None:
     """Initialise torch.distributed once (idempotent)."""
-    cpu_runtime.apply()
+    cpu_runtime.install()  # process-wide attribute patches; the mode: cpu_runtime.active()
     if dist.is_initialized():
         return
     _env_from_mpirun()

@@ -25,6 +25,7 @@ from swallow_train.convert.hf_io import write_hf_checkpoint
 from swallow_train.convert.hf_meta import read_start_record
 from swallow_train.convert.names import TPSplit
 from swallow_train.convert.transforms import ConversionError, to_hf, tp_merge
+from swallow_train.mcore import cpu_runtime
 from swallow_train.mcore.config import Precision
 from swallow_train.mcore.distributed import init_parallel_state
 from swallow_train.mcore.hf_import import local_params
@@ -38,10 +39,6 @@ from swallow_train.mcore.torch_dist_read import (
 )
 from swallow_train.models.config import ModelConfig
 from swallow_train.parallel import ParallelConfig, validate_layout
-
-
-def _world() -> tuple[int, int]:
-    return collectives.rank(), collectives.world_size()
 
 
 def gather_hf_state_dict(chunks: list[torch.nn.Module], model: ModelConfig,
@@ -62,7 +59,7 @@ def gather_hf_state_dict(chunks: list[torch.nn.Module], model: ModelConfig,
 def _collect_on_rank0(owned: dict[str, torch.Tensor], progress: bool) -> dict[str, torch.Tensor]:
     from tqdm import tqdm
 
-    rank, world = _world()
+    rank, world = collectives.rank(), collectives.world_size()
     out = dict(owned) if rank == 0 else {}
     if world == 1:
         return out
@@ -160,6 +157,7 @@ def load_checkpoint_model(chunk: torch.nn.Module, iter_dir: Path, model: ModelCo
         raise _not_this_model(iter_dir, model, f"it lacks {missing[:4]}")
 
 
+@cpu_runtime.active()  # CPU: megatron's CUDA calls to the CPU, for this export only
 def export_checkpoint(ckpt_dir: str | os.PathLike[str], model: ModelConfig,
                       out_dir: str | os.PathLike[str], *, tokenizer: str,
                       iteration: int | None = None, dtype: torch.dtype = torch.bfloat16,

@@ -8,7 +8,6 @@ its pipeline stage's layers, its TP rows/columns (QKV by whole query groups), it
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass
@@ -20,17 +19,13 @@ from megatron.core import parallel_state as ps
 from megatron.core.utils import unwrap_model
 
 from swallow_train import collectives
-from swallow_train.convert.hf_io import check_hf_shapes, read_hf_config, resolve_hf_path
-from swallow_train.convert.hf_meta import start_config_errors
+from swallow_train.convert.hf_io import check_hf_shapes, read_hf_config_dict, resolve_hf_path
 from swallow_train.convert.names import Experts, Match, NameMap, Spec
 from swallow_train.convert.shards import SafetensorsSource
 from swallow_train.convert.transforms import ConversionError, global_expert, read_shard
 from swallow_train.models.config import ModelConfig
 
 _GROUPED = re.compile(r"\.experts\.linear_fc1\.weight\d+$")
-SEMANTIC_FIELDS = ("rope_theta", "rms_norm_eps", "tie_word_embeddings")
-"""Config fields that change the function without changing any tensor shape."""
-MOE_SEMANTIC_FIELDS = ("norm_topk_prob", "moe_router_topk")
 
 
 @dataclass(frozen=True)
@@ -97,18 +92,12 @@ def local_params(chunks: list[torch.nn.Module], model: ModelConfig) -> list[Loca
 
 
 def check_config(path: Path, model: ModelConfig) -> None:
-    """The HF config.json must agree with the model on what the tensor shapes cannot show."""
-    if not (path / "config.json").is_file():
-        return
-    hf = read_hf_config(path)
-    fields = SEMANTIC_FIELDS + (MOE_SEMANTIC_FIELDS if model.is_moe and hf.is_moe else ())
-    wrong = [f"model.{f}={getattr(model, f)!r} but {path}/config.json has {getattr(hf, f)!r}"
-             for f in fields if getattr(model, f) != getattr(hf, f)]
+    """The HF config.json must agree with the model (`ModelConfig.check_compatible`), also on
+    what the tensor shapes cannot show."""
     config = path / "config.json"
-    wrong += start_config_errors(model, json.loads(config.read_text()), config)
-    if hf.is_moe != model.is_moe:
-        wrong.append(f"model {model.name!r} is {'MoE' if model.is_moe else 'dense'} but "
-                     f"{path} is a {'MoE' if hf.is_moe else 'dense'} checkpoint")
+    if not config.is_file():
+        return
+    wrong = [d.message(config) for d in model.check_compatible(read_hf_config_dict(path))]
     if wrong:
         raise ConversionError("HF checkpoint and model config disagree (pick the matching "
                               "model preset, or set the field as given):\n  " + "\n  ".join(wrong))

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from swallow_train.check_report import Check, failed, passed
+from swallow_train.mcore import cpu_runtime
 from swallow_train.mcore.config import Precision
 from swallow_train.mcore.selftest import Tiny, build, device, load, rel_error, run
 from swallow_train.parallel import ParallelConfig
@@ -29,6 +30,7 @@ TE_TOL = 2e-2
 PACK_LENS = (23, 29, 12)
 
 
+@cpu_runtime.active()  # CPU: megatron's CUDA calls to the CPU, for this check only
 def export_parity(tiny: Tiny, recipe, workdir: Path) -> Check:
     """export_to_hf (with the recipe's tokenizer, as the job's last step writes it), loaded by
     `transformers` in fp32: its logits against megatron's."""
@@ -62,6 +64,7 @@ def export_parity(tiny: Tiny, recipe, workdir: Path) -> Check:
     return passed(name, error, "rel", detail)
 
 
+@cpu_runtime.active()  # CPU: megatron's CUDA calls to the CPU, for this check only
 def te_vs_local(tiny: Tiny) -> Check:
     """The TE layer spec and the local spec, same HF weights, bf16 logits."""
     te = run(load(build(tiny.model, ParallelConfig(), precision=Precision.bf16), tiny),
@@ -76,6 +79,7 @@ def te_vs_local(tiny: Tiny) -> Check:
     return passed("self-test TE vs local", error, "rel", detail)
 
 
+@cpu_runtime.active()  # CPU: megatron's CUDA calls to the CPU, for this check only
 def packed_vs_unpacked(tiny: Tiny) -> Check:
     """Three samples packed into one sequence give, token for token, the losses they give alone:
     THD with cu_seqlens on a GPU (TE), the block-diagonal causal mask on CPU. The same pack with
@@ -116,6 +120,7 @@ def packed_vs_unpacked(tiny: Tiny) -> Check:
     return passed(name, diff, "nats", detail)
 
 
+@cpu_runtime.active()  # CPU: megatron's CUDA calls to the CPU, for this check only
 def tokens_per_second(layers: int = 2, seq: int = 4096, steps: int = 5) -> Check:
     """Forward + backward of `layers` layers of the Qwen3-8B shape (full vocabulary) at `seq`
     tokens, bf16 with TE on one GPU: tokens/s and model TFLOP/s (no optimizer step)."""

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from swallow_train.check_report import Check, failed, passed, skipped
+from swallow_train.mcore import cpu_runtime
 from swallow_train.mcore.config import Precision
 from swallow_train.mcore.selftest import Tiny, build, device, load, quietly, rel_error, run
 from swallow_train.models.config import ModelConfig
@@ -26,6 +27,7 @@ bf16 attention); a wrong split or a missing reduction gives far more."""
 LAYOUTS = {"tp": ParallelConfig(tp=2, sequence_parallel=True), "cp": ParallelConfig(cp=2)}
 
 
+@cpu_runtime.active()  # a spawned process: CPU, megatron's CUDA calls to the CPU
 def parity_worker(rank: int, *, model: dict[str, Any], weights: str, tokens: torch.Tensor,
                   labels: torch.Tensor, parallel: dict[str, Any], precision: str
                   ) -> dict[str, torch.Tensor]:
@@ -46,6 +48,7 @@ def parity_worker(rank: int, *, model: dict[str, Any], weights: str, tokens: tor
     return {"losses": losses, "index": batch["position_ids"][0].cpu()}
 
 
+@cpu_runtime.active()  # CPU: megatron's CUDA calls to the CPU, for this check only
 def parity(tiny: Tiny, key: str) -> Check:
     name = f"self-test {key.upper()}=2 parity"
     gpu = device().type == "cuda"

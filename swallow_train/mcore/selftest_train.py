@@ -19,6 +19,7 @@ from swallow_train.checkpoint_files import MARKER, iter_name, write_atomic
 from swallow_train.mcore.batches import Batch, collate, rank_sample_ranges
 from swallow_train.mcore.selftest import SEQ, VOCAB
 from swallow_train.parallel import Layout
+from swallow_train.training import TrainConfig, TrainRecipe
 
 STEPS, RESUME_AT = 10, 5
 KEYS = ("tokens", "labels", "loss_mask", "position_ids")
@@ -26,7 +27,8 @@ ACTIVE_TOKENS = 64
 """Samples use 64 of the 1,024 ids, so the loss visibly falls within 10 steps."""
 
 
-def tiny_train_recipe(root: Path) -> Any:
+def tiny_train_recipe(root: Path) -> TrainRecipe:
+    """A 10-step tiny CPT recipe writing under `root` (its data section is not read)."""
     from swallow_train.config import compose
 
     return compose("cpt", [
@@ -43,8 +45,8 @@ def tiny_train_recipe(root: Path) -> Any:
 class SyntheticTokens:
     """A BatchSource of seeded random tokens: sample i is the same on every run."""
 
-    def __init__(self, recipe: Any) -> None:
-        self.train = recipe.train
+    def __init__(self, train: TrainConfig) -> None:
+        self.train = train
 
     def prepare(self, layout: Layout) -> None:
         pass
@@ -83,7 +85,7 @@ def _roll_back(stage_dir: Path, step: int) -> None:
     """Make the finished run look as if it had stopped right after checkpointing `step` (what
     a crash, a walltime kill or a requeue leaves): later checkpoints and DONE gone, the marker
     at `step`."""
-    from swallow_train.mcore.trainer import DONE
+    from swallow_train.run import DONE
 
     ckpts = stage_dir / "checkpoints"
     for later in ckpts.glob("iter_*"):
@@ -101,14 +103,14 @@ def resume_check(workdir: Path) -> Check:
     name = "self-test resume"
     recipe = tiny_train_recipe(workdir)
     stage_dir = recipe.run.stage_dir("cpt")
-    code = train(recipe, stage="cpt", data=SyntheticTokens(recipe))
+    code = train(recipe, stage="cpt", data=SyntheticTokens(recipe.train))
     first = _losses(stage_dir) if (stage_dir / "metrics.jsonl").exists() else []
     if code or len(first) != STEPS or not (stage_dir / "checkpoints" / iter_name(RESUME_AT)
                                            ).is_dir():
         return failed(name, f"{STEPS} CPT steps exited {code} with {len(first)} steps logged "
                       f"and {'a' if first else 'no'} checkpoint at step {RESUME_AT}")
     _roll_back(stage_dir, RESUME_AT)
-    code = train(recipe, stage="cpt", data=SyntheticTokens(recipe))
+    code = train(recipe, stage="cpt", data=SyntheticTokens(recipe.train))
     again = _losses(stage_dir)
     if code or len(again) != STEPS:
         return failed(name, f"the run resumed from step {RESUME_AT} exited {code} with "

@@ -1,16 +1,13 @@
 """The megatron-core versions a patch of its internals was written for. Code here that replaces a
-private megatron-core attribute (`cpu_runtime.py`'s patches, `checkpoint_state.py`'s writer
-queue) declares a PEP 440 range and fails loudly outside it, naming the patch and the fix,
+private megatron-core attribute (the rows of `cpu_patches.PATCHES`, `checkpoint_state.py`'s
+writer queue) declares a PEP 440 range and fails loudly outside it, naming the patch and the fix,
 instead of patching a site that may have moved or silently doing nothing.
 
-    @applies_to(TESTED)
-    def patch_x() -> None: ...
     require_megatron_core("checkpoint_state.tie_writers_to_this_process", TESTED)
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from importlib import metadata
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -37,18 +34,10 @@ def require_megatron_core(what: str, spec: str, installed: Version | None = None
         allowed = SpecifierSet(spec)
     except InvalidSpecifier:
         raise MegatronVersionError(f"{what} declares no megatron-core range ({spec!r}): give "
-                                   "it one with @applies_to") from None
+                                   "it one (a PEP 440 range, e.g. '>=0.16,<0.20')") from None
     if installed not in allowed:
         raise MegatronVersionError(
             f"{what} replaces megatron-core internals of versions {spec}, but megatron-core "
             f"{installed} is installed: check whether that site still needs it "
             "(tests/mcore/test_cpu_runtime.py), then widen or drop its range in "
             f"swallow_train/mcore/, or install a megatron-core {spec} (constraints.txt)")
-
-
-def applies_to(spec: str) -> Callable[[Callable[[], None]], Callable[[], None]]:
-    """Declare the megatron-core versions a patch is written for (checked by `apply`)."""
-    def mark(patch: Callable[[], None]) -> Callable[[], None]:
-        patch.megatron_core = spec  # type: ignore[attr-defined]
-        return patch
-    return mark

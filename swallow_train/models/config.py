@@ -19,6 +19,63 @@ SHAPE_FIELDS = ("hidden_size", "num_layers", "num_attention_heads", "num_key_val
                 "moe_router_topk", "moe_ffn_hidden_size")
 """Checkpoints and exports of models that differ in one of these do not fit one another."""
 
+HF_KEYS: tuple[tuple[str, str], ...] = (
+    ("hidden_size", "hidden_size"), ("num_layers", "num_hidden_layers"),
+    ("num_attention_heads", "num_attention_heads"), ("num_key_value_heads", "num_key_value_heads"),
+    ("head_dim", "head_dim"), ("ffn_hidden_size", "intermediate_size"),
+    ("vocab_size", "vocab_size"), ("tie_word_embeddings", "tie_word_embeddings"),
+    ("rope_theta", "rope_theta"), ("rms_norm_eps", "rms_norm_eps"),
+    ("max_position_embeddings", "max_position_embeddings"),
+)
+"""(model field, its config.json key) of every model; `check_compatible` compares them."""
+MOE_HF_KEYS: tuple[tuple[str, str], ...] = (
+    ("num_experts", "num_experts"), ("moe_router_topk", "num_experts_per_tok"),
+    ("moe_ffn_hidden_size", "moe_intermediate_size"), ("norm_topk_prob", "norm_topk_prob"),
+    ("moe_aux_loss_coeff", "router_aux_loss_coef"),
+)
+"""The same for MoE models (compared when both sides are MoE)."""
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One setting in which a checkpoint's HF config.json differs from the model preset."""
+
+    field: str
+    """The ModelConfig field (`num_experts` also stands for dense vs MoE)."""
+    hf_key: str
+    ours: Any
+    theirs: Any
+
+    def __str__(self) -> str:
+        return f"model.{self.field}={self.ours!r} but config.json has {self.hf_key} {self.theirs!r}"
+
+    def message(self, where: object) -> str:
+        """The difference at `where` (a config.json) and its fix."""
+        return (f"model.{self.field}={self.ours!r} but {where} has {self.hf_key} "
+                f"{self.theirs!r}: set model.{self.field}={self.theirs!r} or pick the model "
+                "preset of that checkpoint")
+
+
+def _hf_value(hf: dict[str, Any], key: str) -> Any:
+    """`key` of an HF config dict with the spellings transformers versions use; None: absent."""
+    if key == "rope_theta":
+        return hf.get("rope_theta") or (hf.get("rope_parameters") or {}).get("rope_theta")
+    if key == "num_experts":
+        return hf.get("num_experts", hf.get("num_local_experts"))
+    if key == "head_dim" and not hf.get("head_dim") and "hidden_size" in hf:
+        return hf["hidden_size"] // hf["num_attention_heads"]
+    if key == "tie_word_embeddings":
+        return hf.get(key, False)  # transformers' Qwen3 default
+    return hf.get(key)
+
+
+def _same(ours: Any, theirs: Any) -> bool:
+    try:
+        return type(ours)(theirs) == ours and (not isinstance(ours, bool)
+                                               or isinstance(theirs, bool))
+    except (TypeError, ValueError):
+        return False
+
 
 @dataclass(kw_only=True)
 class ModelConfig:
@@ -71,12 +128,31 @@ class ModelConfig:
                     f"[1, model.num_experts={self.num_experts}]"
                 )
 
+    def check_compatible(self, hf: dict[str, Any]) -> list[Difference]:
+        """Every way the checkpoint of the HF config dict `hf` differs from this model: the
+        architecture (dense vs MoE), the shapes, and what no shape shows (RoPE theta, RMSNorm
+        eps, tied embeddings, context length, MoE routing). A key `hf` lacks is not compared;
+        the dense FFN width is not compared between MoE models (no layer uses it). The one
+        "does this checkpoint fit this model" check of the HF import, the local RL backend,
+        slime's start-up check and the stage directories."""
+        moe = hf.get("model_type") == "qwen3_moe" or bool(_hf_value(hf, "num_experts"))
+        if moe != self.is_moe:
+            theirs = _hf_value(hf, "num_experts") or 0
+            return [Difference("num_experts", "num_experts", self.num_experts, theirs)]
+        keys = HF_KEYS + (MOE_HF_KEYS if moe else ())
+        return [Difference(field, key, getattr(self, field), _hf_value(hf, key))
+                for field, key in keys
+                if _hf_value(hf, key) is not None and not (moe and field == "ffn_hidden_size")
+                and not _same(getattr(self, field), _hf_value(hf, key))]
+
     def shape_differences(self, other: dict[str, Any]) -> list[str]:
         """The fields that give tensors their shapes (or route tokens) and differ in `other`,
         a mapping of model fields such as a stage's saved `config.yaml`, as `field=theirs (now
-        ours)`."""
-        return [f"model.{k}={other.get(k)!r} (now {getattr(self, k)!r})" for k in SHAPE_FIELDS
-                if other.get(k) != getattr(self, k)]
+        ours)` (`check_compatible` on the HF keys of those fields)."""
+        hf = {key: other[field] for field, key in HF_KEYS + MOE_HF_KEYS if field in other}
+        hf["model_type"] = "qwen3_moe" if other.get("num_experts") else "qwen3"
+        return [f"model.{d.field}={d.theirs!r} (now {d.ours!r})"
+                for d in self.check_compatible(hf) if d.field in SHAPE_FIELDS]
 
     def to_hf_config(self, torch_dtype: str = "bfloat16") -> dict[str, Any]:
         """The `config.json` of the equivalent HF checkpoint (loads with AutoConfig as it is)."""

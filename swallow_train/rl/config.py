@@ -1,14 +1,20 @@
 """Typed sections of the RL recipe that both backends read: rollout, policy loss, optimizer,
-evaluation and checkpointing. slime gets them as flags (`swallow_train.rl.slime`), the local
-backend runs them (`swallow_train.rl.grpo`).
+evaluation and checkpointing (with `data` and `reward`, the shared `RLAlgorithm`). slime gets
+them as flags (`swallow_train.rl.slime`), the local backend runs them (`swallow_train.rl.grpo`).
+Each backend refuses the options it would ignore (`ignored_options`).
 
     swallow-train rl --dry-run model=qwen3_30b_a3b rollout.n_samples_per_prompt=16
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from swallow_train.rl.prompts import RLDataConfig
+    from swallow_train.rl.reward import RewardConfig
 
 
 class Backend(Enum):
@@ -166,3 +172,49 @@ def local_backend_errors(loss: PolicyLossConfig, evaluation: RLEvalConfig) -> li
                       "samples evaluations and has no greedy mode; set evaluation.temperature "
                       "> 0 or backend=slime")
     return errors
+
+
+@dataclass(frozen=True)
+class RLAlgorithm:
+    """The shared algorithm sections of the RL recipe, as one backend receives them."""
+
+    data: RLDataConfig
+    rollout: RolloutConfig
+    loss: PolicyLossConfig
+    optim: RLOptimConfig
+    evaluation: RLEvalConfig
+    checkpoint: RLCheckpointConfig
+    reward: RewardConfig
+
+
+def _override(value: Any) -> str:
+    """`value` as a command-line override writes it."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value.value if isinstance(value, Enum) else value)
+
+
+def off_default(prefix: str, section: Any, names: tuple[str, ...] = ()) -> list[tuple[str, Any,
+                                                                                      Any]]:
+    """(`prefix.field`, value, default) of each field of a section (only `names`, if given)
+    whose value is not its dataclass default."""
+    out = []
+    for f in fields(section):
+        if names and f.name not in names:
+            continue
+        default = f.default if f.default is not MISSING else (
+            f.default_factory() if f.default_factory is not MISSING else MISSING)
+        value = getattr(section, f.name)
+        if default is not MISSING and value != default:
+            out.append((f"{prefix}.{f.name}", value, default))
+    return out
+
+
+def ignored_options(backend: Backend, options: list[tuple[str, Any, Any]]) -> list[str]:
+    """Refusals of options (from `off_default`) that `backend` does not honour, naming the fix."""
+    other = Backend.local if backend is Backend.slime else Backend.slime
+    return [f"{key}={_override(value)}: backend={backend.value} ignores it; set "
+            f"{key}={_override(default)} (its default) or backend={other.value}"
+            for key, value, default in options]

@@ -2,19 +2,18 @@
 check slime runs at start: the model flags against the `--hf-checkpoint` `config.json`.
 
 Both come from the same `ModelConfig` preset as the HF export of the earlier stages, so they
-agree by construction; `check_hf_config` catches a checkpoint of another model before a job
-waits in the queue for nodes.
+agree by construction; `check_hf_config` (`ModelConfig.check_compatible` on a file) catches a
+checkpoint of another model before a job waits in the queue for nodes.
 
     from swallow_train.rl.megatron_args import model_args, check_hf_config
     args = model_args(recipe.model)
-    check_hf_config(args, "runs/qwen3_8b/sft/hf/config.json")
+    check_hf_config(recipe.model, "runs/qwen3_8b/sft/hf/config.json")
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 from swallow_train.models.config import ModelConfig
 from swallow_train.parallel import RECOMPUTE_MODULES, ParallelConfig, Recompute
@@ -104,51 +103,11 @@ def parallel_args(model: ModelConfig, parallel: ParallelConfig) -> list[str]:
     return args
 
 
-def _flag_values(args: list[str]) -> dict[str, str | None]:
-    """`--flag value` pairs of an argument list (a bare flag maps to None)."""
-    values: dict[str, str | None] = {}
-    for i, arg in enumerate(args):
-        if arg.startswith("--"):
-            nxt = args[i + 1] if i + 1 < len(args) else None
-            values[arg] = None if nxt is None or nxt.startswith("--") else nxt
-    return values
-
-
-def hf_mismatches(args: list[str], hf: dict[str, Any]) -> list[str]:
-    """What slime's start-up check would reject: each HF config value that the Megatron flags
-    of `args` contradict (hidden size, heads, layers, FFN / MoE-FFN size, tied embeddings,
-    RMSNorm eps, RoPE theta)."""
-    flags = _flag_values(args)
-    moe = any(k in hf for k in ("moe_intermediate_size", "num_experts"))
-    all_moe = flags.get("--moe-layer-freq") == "1"
-    pairs: list[tuple[str, str]] = [
-        ("hidden_size", "--hidden-size"),
-        ("num_attention_heads", "--num-attention-heads"),
-        ("num_hidden_layers", "--num-layers"),
-        ("moe_intermediate_size", "--moe-ffn-hidden-size"),
-        ("rms_norm_eps", "--norm-epsilon"),
-    ]
-    if not (moe and all_moe):  # slime skips the dense FFN size when no layer is dense
-        pairs.append(("intermediate_size", "--ffn-hidden-size"))
-    errors: list[str] = []
-    for hf_key, flag in pairs:
-        if hf_key in hf and (flag not in flags or float(flags[flag] or "nan") != hf[hf_key]):
-            errors.append(f"{hf_key}={hf[hf_key]} in config.json but {flag} "
-                          f"{flags.get(flag, '(unset)')}")
-    untied = "--untie-embeddings-and-output-weights" in flags
-    if "tie_word_embeddings" in hf and bool(hf["tie_word_embeddings"]) == untied:
-        errors.append(f"tie_word_embeddings={hf['tie_word_embeddings']} in config.json but "
-                      f"--untie-embeddings-and-output-weights is {'set' if untied else 'unset'}")
-    theta = hf.get("rope_theta") or (hf.get("rope_parameters") or {}).get("rope_theta")
-    if theta is not None and float(flags.get("--rotary-base") or "nan") != float(theta):
-        errors.append(f"rope_theta={theta} in config.json but --rotary-base "
-                      f"{flags.get('--rotary-base', '(unset)')}")
-    return errors
-
-
-def check_hf_config(args: list[str], config_json: str | Path) -> list[str]:
-    """`hf_mismatches` against a config.json file; [] when the file does not exist (yet)."""
+def check_hf_config(model: ModelConfig, config_json: str | Path) -> list[str]:
+    """`ModelConfig.check_compatible` against a config.json file (what slime's start-up check
+    compares, and more), as messages naming the file and the fix; [] when the file does not
+    exist (yet)."""
     path = Path(config_json)
     if not path.is_file():
         return []
-    return hf_mismatches(args, json.loads(path.read_text()))
+    return [d.message(path) for d in model.check_compatible(json.loads(path.read_text()))]

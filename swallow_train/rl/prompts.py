@@ -21,6 +21,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from swallow_train.data.decontam import DecontamConfig, identity
+from swallow_train.data.decontam_check import check_rows, report
 from swallow_train.data.sources import DataError, SourceConfig, iter_records
 from swallow_train.data.tiny_math import prompt_key, split_held_out, tiny_problems
 from swallow_train.rl.prompt_rows import RejectCounts, Rejected, clean_row
@@ -45,6 +47,9 @@ class RLDataConfig:
     max_prompts: int | None = None
     """Keep at most this many training prompts (after deduplication); None: all."""
     seed: int = 0
+    decontam: DecontamConfig = field(default_factory=DecontamConfig)
+    """N-gram overlap of the training prompts with eval sets: reported; with `drop`, left out
+    (after the held-out split, which stays the one SFT's tiny math set agrees on)."""
 
     @property
     def name(self) -> str:
@@ -142,6 +147,7 @@ def prepare(cfg: RLDataConfig) -> dict[str, Any]:
         raise DataError(f"{cfg.name}: only {len(kept)} unique prompts, not more than "
                         f"data.eval_size={cfg.eval_size}; lower data.eval_size")
     train, evals = split_held_out(kept, cfg.eval_size, cfg.seed)
+    train, decontam = check_rows(cfg.decontam, Path(cfg.prepared_dir), train, "data.decontam")
     if cfg.max_prompts is not None:
         train = train[: cfg.max_prompts]
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
@@ -160,6 +166,8 @@ def prepare(cfg: RLDataConfig) -> dict[str, Any]:
         "train": len(train),
         "eval": len(evals),
         "train_by_source": dict(Counter(r["metadata"]["source_name"] for r in train)),
+        **({"decontam": decontam} if decontam else {}),
+        **({"decontam_inputs": ids} if (ids := identity(cfg.decontam, "data.decontam")) else {}),
     }
     tmp = cfg.stats_path.with_name("stats.json.tmp")
     tmp.write_text(json.dumps(stats, indent=2, ensure_ascii=False) + "\n")
@@ -170,18 +178,22 @@ def prepare(cfg: RLDataConfig) -> dict[str, Any]:
 def ensure_prepared(cfg: RLDataConfig) -> RLDataConfig:
     """Prepare the prompts unless a complete preparation exists (the tiny set is generated;
     Dolci is read from `data.dolci`)."""
-    if not cfg.stats_path.exists():
+    if not cfg.stats_path.exists() or json.loads(cfg.stats_path.read_text()).get(
+            "decontam_inputs", {}) != identity(cfg.decontam, "data.decontam"):
         prepare(cfg)
     return cfg
 
 
-def main(recipe: Any) -> int:
-    cfg: RLDataConfig = recipe.data
+def prepare_rl(cfg: RLDataConfig) -> int:
+    """`swallow-train prepare-rl` (`stages/prepare.py:rl` passes the RL recipe's `data`):
+    prepare the prompts and print the counts of every step."""
     stats = prepare(cfg)
     print(f"prepare-rl: {cfg.name} -> {cfg.out_dir}")
     for key, value in stats.items():
-        if key not in ("rejected", "rejected_examples"):
+        if key not in ("rejected", "rejected_examples", "decontam", "decontam_inputs"):
             print(f"  {key}: {value}")
+    for line in report(stats.get("decontam")):
+        print(f"  {line}")
     rejected = sum(stats["rejected"].values())
     print(f"  rejected: {rejected} rows" + ("" if not rejected else " (dropped; first "
           f"locations in {cfg.stats_path})"))

@@ -63,7 +63,12 @@ def _tp(value: str | None, cluster: ClusterConfig, heads: int) -> int:
 
 def render(args: ServeArgs, argv: list[str]) -> tuple[ClusterConfig, Path, str]:
     """(cluster, script path, script text); nothing is written."""
-    from swallow_train.launch.render import _environment, _lines, container_prefix, submit_command
+    from swallow_train.launch.templating import (
+        container_prefix,
+        environment,
+        shell_lines,
+        submit_command,
+    )
 
     check_export(args.model)
     cluster = load_cluster(args.job["cluster"], args.job)
@@ -79,9 +84,9 @@ def render(args: ServeArgs, argv: list[str]) -> tuple[ClusterConfig, Path, str]:
         "job_name": f"serve-{name}"[:63], "tasks_per_node": 1, "model": str(args.model),
         "name": name, "tp": tp, "port": args.port, "argv": shlex.join(argv),
         "submit_cmd": shlex.join(submit_command(cluster, path)),
-        "container": container_prefix(cluster), "command_lines": _lines(command),
+        "container": container_prefix(cluster), "command_lines": shell_lines(command),
     }
-    return cluster, path, _environment().get_template("serve.sh").render(context)
+    return cluster, path, environment().get_template("serve.sh").render(context)
 
 
 def serve_job(args: ServeArgs, argv: list[str]) -> int:

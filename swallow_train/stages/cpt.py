@@ -29,5 +29,7 @@ def main(recipe: CPTRecipe) -> int:
     from swallow_train.mcore.data_cpt import CPTData
     from swallow_train.mcore.trainer import train
 
-    return train(recipe, stage="cpt", data=CPTData(recipe))
+    data = CPTData(data=recipe.data, train=recipe.train, model=recipe.model,
+                   cluster=recipe.cluster)
+    return train(recipe, stage="cpt", data=data)
 

@@ -36,5 +36,7 @@ def main(recipe: SFTRecipe) -> int:
     from swallow_train.mcore.data_sft import SFTData
     from swallow_train.mcore.trainer import train
 
-    return train(recipe, stage="sft", data=SFTData(recipe))
+    data = SFTData(data=recipe.data, train=recipe.train, model=recipe.model,
+                   cluster=recipe.cluster)
+    return train(recipe, stage="sft", data=data)
 

@@ -37,10 +37,10 @@ def cpt_prepared(tmp_path_factory: pytest.TempPathFactory) -> Any:
 @pytest.fixture(scope="session")
 def sft_prepared(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
     """The tiny SFT set packed into 256-token sequences."""
+    from swallow_train.data.config import SFTDataConfig
     from swallow_train.data.sft_prepare import prepare_sft
 
     root = tmp_path_factory.mktemp("sft")
-    stats, out, _ = prepare_sft(
-        load_manifest(TINY_SFT), root, TOKENIZER, 256, workers=1, progress=False
-    )
+    data = SFTDataConfig(manifest=str(TINY_SFT), prepared_dir=str(root), num_workers=1)
+    stats, out, _ = prepare_sft(load_manifest(TINY_SFT), data, TOKENIZER, 256, progress=False)
     return stats, out

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from swallow_train.data.chat import render_text
-from swallow_train.data.config import TooLongRule
+from swallow_train.data.config import SFTDataConfig, TooLongRule
 from swallow_train.data.manifest import load_manifest
 from swallow_train.data.packed import PackedSFTDataset
 from swallow_train.data.sft_prepare import prepare_sft
@@ -39,10 +39,10 @@ def test_accounting_matches_the_planted_data(sft_prepared: tuple[dict[str, Any],
     stats, _ = sft_prepared
     t, chat = stats["total"], stats["sources"]["tiny_chat"]
     fmt = stats["sources"]["tiny_math_format"]
-    assert (chat["read"], fmt["read"], t["read"]) == (320, 234, 554)
+    assert (chat["read"], fmt["read"], t["read"]) == (320, 202, 522)
     assert t["read"] == t["kept"] + sum(t["dropped"].values())  # nothing lost silently
     # the RL format problems: all kept, each `<think>\n\n</think>\n\n\boxed{d}<|im_end|>`
-    assert fmt["kept"] == 234 and fmt["loss_tokens"] == 234 * 10
+    assert fmt["kept"] == 202 and fmt["loss_tokens"] == 202 * 10
     t = chat
     assert t["dropped"]["pii"] == 10
     assert t["pii_categories"] == {
@@ -53,8 +53,8 @@ def test_accounting_matches_the_planted_data(sft_prepared: tuple[dict[str, Any],
         "phone": 2,
     }
     assert t["dropped"]["too_long"] == 4 and t["truncated"] == 0
-    assert t["kept"] == 306 and stats["conversations"] == 306 + 234
-    assert stats["mean_conversations_per_pack"] == pytest.approx(540 / stats["packs"])
+    assert t["kept"] == 306 and stats["conversations"] == 306 + 202
+    assert stats["mean_conversations_per_pack"] == pytest.approx(508 / stats["packs"])
 
 
 def test_packs_carry_exactly_the_assistant_tokens(
@@ -103,6 +103,12 @@ def test_packs_carry_exactly_the_assistant_tokens(
     assert stats["efficiency"] == pytest.approx(real / (256 * len(ds)))
 
 
+def _data(root: Path, **fields: Any) -> SFTDataConfig:
+    """The data section `prepare-sft` passes, writing under `root` (the manifest is given
+    parsed, so its path here is only what the section names)."""
+    return SFTDataConfig(manifest=str(TINY_SFT), prepared_dir=str(root), **fields)
+
+
 def test_rerun_is_a_no_op_and_other_inputs_are_not_overwritten(
     sft_prepared: tuple[dict[str, Any], Path],
 ) -> None:
@@ -110,11 +116,12 @@ def test_rerun_is_a_no_op_and_other_inputs_are_not_overwritten(
     root = out.parent.parent
     before = (out / "tokens.npy").stat().st_mtime_ns
     again, path, existed = prepare_sft(
-        load_manifest(TINY_SFT), root, TOKENIZER, 256, workers=1, progress=False
+        load_manifest(TINY_SFT), _data(root, num_workers=1), TOKENIZER, 256, progress=False
     )
     assert existed and path == out and again == stats
     with pytest.raises(DataError, match=r"prepared from other inputs.*not overwritten"):
-        prepare_sft(load_manifest(TINY_SFT), root, TOKENIZER, 256, seed=99, progress=False)
+        prepare_sft(load_manifest(TINY_SFT), _data(root, seed=99), TOKENIZER, 256,
+                    progress=False)
     assert (out / "tokens.npy").stat().st_mtime_ns == before
 
 
@@ -124,10 +131,9 @@ def test_same_seed_same_packs_with_two_workers(
     _, out = sft_prepared
     _, other, _ = prepare_sft(
         load_manifest(TINY_SFT),
-        tmp_path,
+        _data(tmp_path, num_workers=2),
         TOKENIZER,
         256,
-        workers=2,
         progress=False,
         in_process_below=0,  # really start the two worker processes
     )
@@ -138,15 +144,13 @@ def test_same_seed_same_packs_with_two_workers(
 def test_truncate_rule_keeps_the_long_ones(tmp_path: Path) -> None:
     stats, out, _ = prepare_sft(
         load_manifest(TINY_SFT),
-        tmp_path,
+        _data(tmp_path, too_long=TooLongRule.truncate, num_workers=1),
         TOKENIZER,
         256,
-        too_long=TooLongRule.truncate,
-        workers=1,
         progress=False,
     )
     t = stats["total"]
-    assert t["truncated"] == 4 and t["dropped"]["too_long"] == 0 and t["kept"] == 310 + 234
+    assert t["truncated"] == 4 and t["dropped"]["too_long"] == 0 and t["kept"] == 310 + 202
     assert max(int(s) for s in np.load(out / "seq_lens.npy")) <= 256
 
 
@@ -183,10 +187,9 @@ def test_malformed_record_fails_naming_file_and_line(
     with pytest.raises(DataError, match=message):
         prepare_sft(
             load_manifest(_manifest(tmp_path, [OK, bad, OK])),
-            tmp_path / "out",
+            _data(tmp_path / "out", num_workers=1),
             TOKENIZER,
             64,
-            workers=1,
             progress=False,
         )
     assert not (tmp_path / "out" / "bad").exists() or not any((tmp_path / "out" / "bad").iterdir())
@@ -197,10 +200,9 @@ def test_no_assistant_and_trailing_turns(tmp_path: Path) -> None:
     trailing = {"messages": [*OK["messages"], {"role": "user", "content": "thanks"}]}
     stats, out, _ = prepare_sft(
         load_manifest(_manifest(tmp_path, [OK, no_answer, trailing])),
-        tmp_path / "out",
+        _data(tmp_path / "out", num_workers=1),
         TOKENIZER,
         64,
-        workers=1,
         progress=False,
     )
     c = stats["sources"]["c"]
@@ -216,9 +218,10 @@ def test_padding_to_a_multiple_keeps_every_sample_and_its_loss(tmp_path) -> None
     from swallow_train.data.packed import PackedSFTDataset
 
     manifest = load_manifest(TINY_SFT)
-    plain, plain_dir, _ = prepare_sft(manifest, tmp_path / "a", TOKENIZER, 256, progress=False)
-    padded, padded_dir, _ = prepare_sft(manifest, tmp_path / "b", TOKENIZER, 256,
-                                        pad_multiple=4, progress=False)
+    plain, plain_dir, _ = prepare_sft(manifest, _data(tmp_path / "a"), TOKENIZER, 256,
+                                      progress=False)
+    padded, padded_dir, _ = prepare_sft(manifest, _data(tmp_path / "b", pad_to_multiple=4),
+                                        TOKENIZER, 256, progress=False)
     assert padded_dir.name == "seq256-pad4" and plain_dir.name == "seq256"
     assert padded["tokens"] == plain["tokens"] and padded["loss_tokens"] == plain["loss_tokens"]
     assert padded["conversations"] == plain["conversations"]
@@ -233,4 +236,5 @@ def test_padding_to_a_multiple_keeps_every_sample_and_its_loss(tmp_path) -> None
         for end in ends:
             assert item["loss_mask"][end - 1] == 0.0
     with pytest.raises(DataError, match=r"data\.pad_to_multiple=3 must be >= 1 and divide"):
-        prepare_sft(manifest, tmp_path / "c", TOKENIZER, 256, pad_multiple=3, progress=False)
+        prepare_sft(manifest, _data(tmp_path / "c", pad_to_multiple=3), TOKENIZER, 256,
+                    progress=False)

@@ -228,11 +228,9 @@ def test_rl_with_the_local_backend_is_one_python_process():
 
 
 def test_rl_with_slime_wraps_the_rendered_submit():
-    from swallow_train.rl.slime import render_ray_job
-
     job = render("stage=rl", "cluster=slurm", "nodes=4", "model=qwen3_32b", "run.name=r")
-    submit = render_ray_job(job.recipe).strip().replace(
-        "ray job submit", 'ray job submit --submission-id "$SUBMISSION_ID"', 1)
+    submit = job.recipe.slime_job().submit_command(submission_id="SUBMISSION_ID").strip()
+    assert submit.startswith('ray job submit --submission-id "$SUBMISSION_ID" --address=')
     body = "\n".join("  " + line for line in submit.splitlines())
     assert f"submit_rl() {{\n{body}\n}}" in job.script
     assert "PROGRESS_FILE=runs/r/rl/slime/latest_checkpointed_iteration.txt" in job.script

@@ -6,7 +6,9 @@ import pytest
 
 from swallow_train.cluster import LaunchError, Scheduler
 from swallow_train.launch import cli
+from swallow_train.launch.args import parse
 from swallow_train.launch.cli import job_id
+from swallow_train.launch.render import build_all
 from tests.launch.fakes import calls, fake_bin
 
 
@@ -100,27 +102,39 @@ def test_job_id_parsing_rejects_garbage():
         job_id(Scheduler.slurm, "")
 
 
-def test_whole_chain_cpt_sft_rl_is_one_command(fakes, capsys):
+def test_whole_chain_is_one_command_with_an_eval_after_each_stage(fakes, capsys):
     root = fakes / "runs"
     args = ["stage=chain", "cluster=abci3", "nodes=16", "sft.nodes=8", "rl.nodes=2", "group=g",
             "model=qwen3_8b", f"run.root={root}", "run.name=r", "submit=true"]
     assert cli.main(args) == 0
-    scripts = [root / f"r/{s}/job.pbs.sh" for s in ("cpt", "sft", "rl")]
+    stages = ("cpt", "sft", "rl", "quantize")
+    scripts = [root / f"r/{s}/job.pbs.sh" for s in stages]
+    evals = [root / f"r/{s}/eval/tiny/job.pbs.sh" for s in stages]
     assert calls(fakes, "qsub") == [
         [str(scripts[0])],
         ["-W", "depend=afterok:101.pbs1", str(scripts[1])],
         ["-W", "depend=afterok:102.pbs1", str(scripts[2])],
-    ]
-    assert (root / "r/cpt/dependents").read_text() == "102.pbs1\n"
-    assert (root / "r/sft/dependents").read_text() == "103.pbs1\n"
-    assert "job ids: 101.pbs1 102.pbs1 103.pbs1" in capsys.readouterr().out
+        ["-W", "depend=afterok:103.pbs1", str(scripts[3])],
+        *[["-W", f"depend=afterok:10{i + 1}.pbs1", str(e)] for i, e in enumerate(evals)],
+    ]  # each eval (105-108) waits for its stage only, so a failed eval holds up nothing
+    assert (root / "r/cpt/dependents").read_text() == "102.pbs1\n105.pbs1\n"
+    assert (root / "r/sft/dependents").read_text() == "103.pbs1\n106.pbs1\n"
+    assert (root / "r/rl/dependents").read_text() == "104.pbs1\n107.pbs1\n"
+    assert (root / "r/quantize/dependents").read_text() == "108.pbs1\n"
+    assert "job ids: " + " ".join(f"{i}.pbs1" for i in range(101, 109)) in \
+        capsys.readouterr().out
     assert "#PBS -l select=2:ncpus=192:mpiprocs=8" in scripts[2].read_text()
+    assert "#PBS -l select=1:ncpus=192:mpiprocs=8" in scripts[3].read_text()
 
 
-def test_an_override_a_stage_lacks_says_how_to_scope_it(fakes, capsys):
+def test_an_unscoped_key_reaches_the_stages_with_its_section(fakes, capsys):
     args = ["stage=chain", "cluster=slurm", "nodes=2", "train.train_steps=3",
             f"run.root={fakes / 'runs'}"]
-    assert cli.main(args) == 2
+    jobs = build_all(parse(args), args)  # RL, quantize and eval have no train section
+    assert [("train.train_steps=3" in j.overrides) for j in jobs] == [True, True] + [False] * 6
+    args = ["stage=chain", "cluster=slurm", "nodes=2", "checkpoint.async_save=false",
+            f"run.root={fakes / 'runs'}"]
+    assert cli.main(args) == 2  # RL has a checkpoint section, without async_save
     err = capsys.readouterr().err
     assert "recipe 'rl' does not compose" in err
     assert "cpt.<key>=<value> sft.<key>=<value>" in err

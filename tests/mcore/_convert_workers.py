@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from swallow_train.mcore import cpu_runtime
 from swallow_train.models.config import ModelConfig
 from swallow_train.parallel import ParallelConfig, validate_layout
 
@@ -36,7 +37,7 @@ def logits(chunks: list[torch.nn.Module], ids: torch.Tensor) -> torch.Tensor:
 
     chunks[0].eval()
     positions = torch.arange(ids.shape[1])[None].expand_as(ids)
-    with torch.no_grad():
+    with torch.no_grad(), cpu_runtime.active():  # CPU: mask None asks megatron for CUDA
         out = chunks[0](ids, positions, None)
     size = ps.get_tensor_model_parallel_world_size()
     if size == 1:
@@ -87,6 +88,7 @@ def _tied_output(chunks: list[torch.nn.Module], job: dict[str, Any]) -> bool | N
     return torch.equal(layer.weight.detach(), embedding)
 
 
+@cpu_runtime.active()  # CPU: megatron's CUDA calls to the CPU
 def layouts_worker(rank: int, *, jobs: list[dict[str, Any]], out_root: str) -> dict[str, Any]:
     """For each job (a model, its HF dir and layouts): import, logits vs the reference, export
     (fp32) and, when asked, save a torch_dist checkpoint."""

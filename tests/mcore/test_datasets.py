@@ -108,7 +108,8 @@ def test_samples_from_the_recipe(prepared: Any) -> None:
     )
     steps = recipe.train.train_steps * recipe.train.global_batch_size
     corpus = open_corpus(recipe.data, cpt_manifest(recipe.data))
-    train, valid, _ = build_gpt_datasets(recipe, (steps, 16, 0), corpus)
+    train, valid, _ = build_gpt_datasets(corpus, (steps, 16, 0), data=recipe.data,
+                                         train=recipe.train, model=recipe.model)
     assert len(train) >= steps and len(valid) >= 16
     eod_seen = 0
     for i in range(0, steps, 37):

@@ -51,7 +51,10 @@ def _run(rank: int, overlap: bool) -> dict:
 
 def _worker(rank: int) -> dict[bool, dict]:
     """Both runs in the same two processes (same data), plain first."""
-    return {overlap: _run(rank, overlap) for overlap in (False, True)}
+    from swallow_train.mcore import cpu_runtime
+
+    with cpu_runtime.active():  # CPU: megatron's CUDA calls to the CPU
+        return {overlap: _run(rank, overlap) for overlap in (False, True)}
 
 
 def test_overlap_trains_the_same_and_syncs_before_save() -> None:

@@ -17,7 +17,8 @@ from swallow_train.parallel import ParallelConfig, validate_layout
 @pytest.fixture(scope="module")
 def sft(tiny_sft_packs):
     recipe = compose("sft", ["model=tiny_dense"])
-    data = SFTData(recipe)
+    data = SFTData(data=recipe.data, train=recipe.train, model=recipe.model,
+                   cluster=recipe.cluster)
     data._open = lambda: PackedSFTDataset(tiny_sft_packs)  # type: ignore[method-assign]
     # as at DP=2: the step's packs span both ranks' shares, and every rank counts them all
     layout = validate_layout(recipe.model, ParallelConfig(), world_size=2, global_batch_size=None,

@@ -26,7 +26,9 @@ def model():
 
 
 def _losses(gpt, tokens, labels, positions, mask) -> torch.Tensor:
-    with torch.no_grad():
+    from swallow_train.mcore import cpu_runtime
+
+    with torch.no_grad(), cpu_runtime.active():  # CPU: mask None asks megatron for CUDA
         return gpt(torch.as_tensor(tokens)[None], torch.as_tensor(positions)[None], mask,
                    labels=torch.as_tensor(labels)[None])[0]
 

@@ -19,15 +19,21 @@ pytestmark = pytest.mark.skipif(torch.cuda.is_available(), reason="CPU runtime o
 @pytest.fixture(scope="module")
 def trained():
     """A tiny MoE-free model, optimizer and scheduler after one step, in this process."""
+    from swallow_train.mcore import cpu_runtime
+
+    with cpu_runtime.active():  # CPU: megatron's CUDA calls to the CPU, for this module
+        yield _trained()
+
+
+def _trained():
     from swallow_train.config import compose
-    from swallow_train.mcore import cpu_runtime, distributed
+    from swallow_train.mcore import distributed
     from swallow_train.mcore.model import build_model, transformer_config
     from swallow_train.mcore.optim import build_optimizer, wrap_for_training
     from swallow_train.mcore.step import train_step
     from swallow_train.models.config import ModelConfig
     from swallow_train.parallel import ParallelConfig, validate_layout
 
-    cpu_runtime.apply()
     model = ModelConfig(name="t", hidden_size=32, num_layers=1, num_attention_heads=4,
                         num_key_value_heads=2, head_dim=8, ffn_hidden_size=64, vocab_size=128)
     layout = validate_layout(model, ParallelConfig(), world_size=1, global_batch_size=2,

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from swallow_train.data import prepare as cpt_prepare
+from swallow_train.data.config import SFTDataConfig
 from swallow_train.data.manifest import load_manifest
 from swallow_train.data.sft_prepare import prepare_sft
 from swallow_train.data.sources import DataError
@@ -134,6 +135,10 @@ def test_write_json_leaves_no_temporary_file(tmp_path: Path, monkeypatch: Any) -
     assert list(tmp_path.iterdir()) == []
 
 
+def _sft_data(manifest: Path, root: Path) -> SFTDataConfig:
+    return SFTDataConfig(manifest=str(manifest), prepared_dir=str(root), num_workers=1)
+
+
 def test_full_disk_in_prepare_sft_removes_the_staging_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -148,7 +153,8 @@ def test_full_disk_in_prepare_sft_removes_the_staging_directory(
     root = tmp_path / "out"
     with pytest.raises(DataError, match=r"tiny_sft: no space left on the device while writing "
                                         r"tokens.npy.*run `swallow-train prepare-sft` again"):
-        prepare_sft(load_manifest(manifest), root, TOKENIZER, 256, workers=1, progress=False)
+        prepare_sft(load_manifest(manifest), _sft_data(manifest, root), TOKENIZER, 256,
+                    progress=False)
     assert [p.name for p in (root / "tiny_sft").iterdir()] == []  # no .seq256.tmp-* left
 
 
@@ -204,16 +210,16 @@ def test_an_edited_sft_input_is_refused_naming_the_file(tmp_path: Path) -> None:
     manifest.write_text("name: chat\nstage: sft\nsources:\n"
                         "  - {name: c, language: en, source: {path: chat.jsonl}}\n")
     assert source.exists()
-    root = tmp_path / "out"
-    stats, out, existed = prepare_sft(load_manifest(manifest), root, TOKENIZER, 64, workers=1,
+    data = _sft_data(manifest, tmp_path / "out")
+    stats, out, existed = prepare_sft(load_manifest(manifest), data, TOKENIZER, 64,
                                       progress=False)
     assert not existed and stats["inputs"]
-    assert prepare_sft(load_manifest(manifest), root, TOKENIZER, 64, workers=1,
+    assert prepare_sft(load_manifest(manifest), data, TOKENIZER, 64,
                        progress=False)[2]  # unchanged input: already prepared
     before = (out / "tokens.npy").read_bytes()
     _touch(tmp_path / "chat.jsonl", "\n".join(rows[:3]) + "\n")
     with pytest.raises(DataError, match=r"an input changed since these packs were prepared"
                                         r"(.|\n)*chat.jsonl: size \d+ -> \d+ bytes(.|\n)*"
                                         rf"remove {out}"):
-        prepare_sft(load_manifest(manifest), root, TOKENIZER, 64, workers=1, progress=False)
+        prepare_sft(load_manifest(manifest), data, TOKENIZER, 64, progress=False)
     assert (out / "tokens.npy").read_bytes() == before

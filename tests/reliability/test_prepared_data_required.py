@@ -65,8 +65,7 @@ def test_multi_node_cpt_refuses_before_the_model_and_names_the_command(
     # the named command prepares exactly what the stage checks
     assert cli.main(shlex.split(command)[1:]) == 0
     assert ready.main(["cpt", *args]) == 0
-    recipe = compose("cpt", args)
-    ready.require_prepared("cpt", recipe)  # no error now
+    ready.require_prepared(ready.StageData.of(compose("cpt", args)))  # no error now
     # an edited input makes it stale again: refused, naming the file
     (tmp_path / "a.jsonl").write_text("".join(d + "\n" for d in DOCS[:5]), encoding="utf-8")
     capsys.readouterr()
@@ -81,13 +80,14 @@ def test_single_node_does_not_check(corpus: list[str], monkeypatch: pytest.Monke
     for key in ("WORLD_SIZE", "LOCAL_WORLD_SIZE", "OMPI_COMM_WORLD_SIZE",
                 "OMPI_COMM_WORLD_LOCAL_SIZE"):
         monkeypatch.delenv(key, raising=False)
-    assert not ready.multi_node(recipe)
-    ready.require_prepared("cpt", recipe)  # missing data, but rank 0 prepares it on first use
+    assert not ready.multi_node(recipe.cluster)
+    # missing data, but rank 0 prepares it on first use
+    ready.require_prepared(ready.StageData.of(recipe))
     monkeypatch.setenv("WORLD_SIZE", "16")
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")
-    assert ready.multi_node(recipe)  # torchrun over 2 nodes, whatever cluster.nodes says
+    assert ready.multi_node(recipe.cluster)  # torchrun over 2 nodes, whatever cluster.nodes says
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "16")
-    assert not ready.multi_node(recipe)
+    assert not ready.multi_node(recipe.cluster)
 
 
 def test_multi_node_sft_refuses_without_packs(tmp_path: Path, monkeypatch: Any,
@@ -96,9 +96,46 @@ def test_multi_node_sft_refuses_without_packs(tmp_path: Path, monkeypatch: Any,
             "cluster.nodes=2", f"run.root={tmp_path / 'runs'}"]
     monkeypatch.setattr(sys, "argv", ["python", "-m", "x"])  # not ours: explicit fields
     with pytest.raises(ready.DataError) as err:
-        ready.require_prepared("sft", compose("sft", args))
+        ready.require_prepared(ready.StageData.of(compose("sft", args)))
     text = str(err.value)
     assert f"{tmp_path / 'p' / 'tiny_sft' / 'seq256'}: not prepared" in text
     (command,) = [line.strip() for line in text.splitlines()
                   if line.strip().startswith("swallow-train prepare-sft ")]
     assert "train.seq_length=256" in command and "data.seed=1234" in command
+
+
+def _no_launcher(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in ("WORLD_SIZE", "LOCAL_WORLD_SIZE", "OMPI_COMM_WORLD_SIZE",
+                "OMPI_COMM_WORLD_LOCAL_SIZE"):
+        monkeypatch.delenv(key, raising=False)
+
+
+@pytest.mark.parametrize("cluster", [["cluster=abci3", "cluster.nodes=2"], ["cluster=local"]],
+                         ids=["multi-node checks", "single node prepares"])
+def test_the_cpt_data_source_parses_its_manifest_once(
+    corpus: list[str], cluster: list[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 15 item 2: built from its typed sections, the CPT BatchSource parses the manifest
+    once per run, whether a multi-node job checks the prepared data first or a single-node one
+    prepares it (rank 0) and then opens and blends it."""
+    from swallow_train.data import manifest as manifests
+    from swallow_train.mcore.data_cpt import CPTData
+
+    _no_launcher(monkeypatch)
+    assert cli.main(["prepare", *corpus]) == 0
+    recipe = compose("cpt", [*corpus, *cluster])
+    parses: list[str] = []
+    check = manifests._check_cpt  # every load_manifest of a CPT manifest runs it once
+
+    def counted(manifest: Any, where: str) -> None:
+        parses.append(where)
+        check(manifest, where)
+
+    monkeypatch.setattr(manifests, "_check_cpt", counted)
+    data = CPTData(data=recipe.data, train=recipe.train, model=recipe.model,
+                   cluster=recipe.cluster)
+    data.prepare(compose("cpt", [*corpus, "cluster=local"]).layout())  # a layout that fits
+    assert parses == [recipe.data.manifest]
+    t = recipe.train
+    assert data.summary()["train_samples"] >= t.train_steps * t.global_batch_size
+    assert data.total_steps() == t.train_steps

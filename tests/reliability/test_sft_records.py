@@ -101,7 +101,8 @@ def test_rules_drop_and_count_each_reason(
     c = stats["sources"]["c"]
     where = {r: [f"{file}:{i + 1}" for i, (_, why) in enumerate(RECORDS) if why == r]
              for r in DROP_REASONS}
-    assert c["dropped"] == {**{r: len(w) for r, w in where.items()}, "pii": 0, "too_long": 0}
+    assert c["dropped"] == {**{r: len(w) for r, w in where.items()}, "pii": 0, "too_long": 0,
+                           "contaminated": 0}
     assert c["examples"] == {r: w for r, w in where.items() if w}
     assert (c["read"], c["kept"]) == (len(RECORDS), 3)
     for reason in ("reasoning_twice", "empty_answer", "consecutive_assistant", "malformed_think"):

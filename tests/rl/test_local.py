@@ -70,7 +70,7 @@ def test_reward_rises_and_the_export_loads(tmp_path: Path, format_policy: Path) 
     first, last = sum(rewards[:5]) / 5, sum(rewards[-5:]) / 5
     assert last >= first + 0.1, rewards
     assert (stage / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (stage / "DONE").read_bytes() == b""
+    assert json.loads((stage / "DONE").read_text()) == {"stage": "rl", "step": 20}
     model = AutoModelForCausalLM.from_pretrained(stage / "hf")
     assert model.config.architectures == ["Qwen3ForCausalLM"]
     trained = torch.load(stage / "checkpoints/iter_0000020/state.pt", weights_only=False)["model"]

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from swallow_train import cli
 from swallow_train.config import compose
 from swallow_train.data.sources import DataError
 from swallow_train.data.tiny_math import format_conversations, tiny_problems
-from swallow_train.rl.prompts import main, prepare
+from swallow_train.rl.prompts import prepare
 from swallow_train.rl.verify import score_response
 
 
@@ -108,8 +109,9 @@ def test_tiny_set_is_deterministic_bilingual_and_answerable(tmp_path: Path, caps
             assert eval(body) == int(row["label"])  # digits and one operator
     chat = format_conversations(rows[:1])[0]
     assert chat[-1] == {"role": "assistant", "content": f"\\boxed{{{rows[0]['label']}}}"}
-    recipe = compose("rl", ["model=tiny_dense", f"data.prepared_dir={tmp_path}"])
-    assert main(recipe) == 0
+    args = ["model=tiny_dense", f"data.prepared_dir={tmp_path}"]
+    assert cli.main(["prepare-rl", *args]) == 0  # stages/prepare.py:rl -> prompts.prepare_rl
+    recipe = compose("rl", args)
     out = capsys.readouterr().out
-    assert "train: 234" in out and "eval: 32" in out
-    assert len(_read(recipe.data.train_path)) == 234
+    assert "train: 202" in out and "eval: 64" in out
+    assert len(_read(recipe.data.train_path)) == 202

@@ -15,10 +15,12 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SHORT = ["overrides={cpt:['train.train_steps=6','checkpoint.save_interval=6'],"
-         "sft:['train.train_steps=4','checkpoint.save_interval=4'],"
-         "rl:['rollout.num_rollout=2','rollout.rollout_batch_size=2',"
-         "'rollout.n_samples_per_prompt=4','loss.global_batch_size=4','evaluation.interval=0']}"]
+SHORT = ["stages=[cpt,sft,rl]", "evaluate=false",
+         "cpt.train.train_steps=6", "cpt.checkpoint.save_interval=6",
+         "sft.train.train_steps=4", "sft.checkpoint.save_interval=4",
+         "rl.rollout.num_rollout=2", "rl.rollout.rollout_batch_size=2",
+         "rl.rollout.n_samples_per_prompt=4", "rl.loss.global_batch_size=4",
+         "rl.evaluation.interval=0"]
 
 
 def training_python() -> Path:
@@ -36,10 +38,10 @@ def tiny_run(tmp_path_factory) -> Path:
     if given:
         return Path(given).resolve()
     root = tmp_path_factory.mktemp("serve_pipeline")
-    every = (f"every_stage=['logging.wandb_mode=disabled','logging.progress_bar=false',"
-             f"'data.prepared_dir={root / 'prepared'}']")
+    every = ["logging.wandb_mode=disabled", "logging.progress_bar=false",
+             f"data.prepared_dir={root / 'prepared'}"]
     cmd = [str(training_python()), "-m", "swallow_train", "pipeline", f"root={root}",
-           "name=tiny", every, *SHORT, "max_new_tokens=8"]
+           "name=tiny", *every, *SHORT, "max_new_tokens=8"]
     env = {**os.environ, "WANDB_MODE": "disabled", "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]

@@ -31,14 +31,13 @@ SHORT = {
 
 
 def _args(root: Path, name: str, prepared: Path, model: str = "tiny_dense") -> list[str]:
+    """The training stages only (quantize and the evals: tests/stages/test_pipeline_release.py),
+    in the one override syntax: `key=value` for every stage, `<stage>.key=value` for one."""
     every = ["logging.wandb_mode=disabled", "logging.progress_bar=false",
              f"data.prepared_dir={prepared}"]
-    def quoted(values: list[str]) -> str:  # Hydra list items that contain "=" are quoted
-        return "[" + ",".join(f"'{v}'" for v in values) + "]"
-
-    overrides = ",".join(f"{s}:{quoted(v)}" for s, v in SHORT.items())
+    scoped = [f"{stage}.{value}" for stage, values in SHORT.items() for value in values]
     return ["pipeline", f"root={root}", f"name={name}", f"model={model}",
-            f"every_stage={quoted(every)}", f"overrides={{{overrides}}}",
+            f"stages=[{','.join(STAGES)}]", "evaluate=false", *every, *scoped,
             "max_new_tokens=8"]
 
 
@@ -164,7 +163,7 @@ def test_the_same_command_runs_the_tiny_moe(tmp_path: Path, straight: Path) -> N
 
 def test_every_stage_is_composed_before_any_runs(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "swallow_train", "pipeline",
-                           f"root={tmp_path}", "overrides={rl:['rollout.num_rolout=3']}"],
+                           f"root={tmp_path}", "rl.rollout.num_rolout=3"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
     assert "num_rolout" in proc.stderr + proc.stdout
@@ -176,6 +175,6 @@ def test_a_model_override_on_the_pipeline_itself_is_refused(tmp_path: Path) -> N
     from swallow_train.stages.pipeline import plan
 
     recipe = compose("pipeline", [f"root={tmp_path}", "model.hidden_size=32"])
-    with pytest.raises(RecipeError, match=r"every_stage=\[\"model\.x=\.\.\.\"\]"):
+    with pytest.raises(RecipeError, match=r"`swallow-train pipeline model\.x=\.\.\.`"):
         plan(recipe)
     assert not (tmp_path / "tiny").exists()

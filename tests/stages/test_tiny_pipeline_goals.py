@@ -1,0 +1,99 @@
+"""The default tiny pipeline shows each stage doing its job, measured by its eval stage (issue 17,
+item 3): CPT lowers the held-out loss, >= 90% of the SFT model's held-out tiny-math answers are
+well formed, RL raises held-out pass@1 over SFT by >= 0.15, all within 10 minutes on 2 cores.
+
+    python -m pytest tests/stages/test_tiny_pipeline_goals.py -q -m slow
+
+`goals()` reads the pipeline's `summary.json` (stages/pipeline_report.py): `eval` maps each
+stage to its eval metrics (evaluation/runner.py `read_summary`), e.g. `tiny_math/pass@1`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from swallow_train.data.tiny_math import TINY_EVAL_SIZE
+from tests.distributed import cli_env
+
+WALL_S = 600.0
+"""The issue's budget for the whole default pipeline on 2 cores."""
+WELL_FORMED = 0.90
+RL_GAIN = 0.15
+RANDOM_LOSS = math.log(151_936)
+"""The loss of a uniform guess over the Qwen3 vocabulary: what a random-init model scores."""
+
+
+def _loss(metrics: dict[str, float]) -> float | None:
+    """The held-out loss of one stage's eval (the one metric whose name ends in `loss`)."""
+    found = [v for k, v in metrics.items() if k.split("/")[-1].endswith("loss")]
+    return found[0] if len(found) == 1 else None
+
+
+def goals(summary: dict[str, Any]) -> list[str]:
+    """What the summary misses of the issue's thresholds (empty: every goal met)."""
+    scores: dict[str, dict[str, float]] = summary.get("eval", {})
+    cpt, sft, rl = (scores.get(s, {}) for s in ("cpt", "sft", "rl"))
+    missed = []
+    before = _loss(scores.get("base", {})) or RANDOM_LOSS
+    after = _loss(cpt)
+    if after is None or not after < before:
+        missed.append(f"CPT held-out loss {after} is not below {before:.3f}")
+    if sft.get("tiny_math/boxed", 0.0) < WELL_FORMED:
+        missed.append(f"SFT well-formed {sft.get('tiny_math/boxed')} < {WELL_FORMED}")
+    gain = rl.get("tiny_math/pass@1", 0.0) - sft.get("tiny_math/pass@1", 1.0)
+    if gain < RL_GAIN:
+        missed.append(f"RL pass@1 gain {gain:.3f} < {RL_GAIN} (SFT "
+                      f"{sft.get('tiny_math/pass@1')}, RL {rl.get('tiny_math/pass@1')})")
+    if "tiny_math/pass@4" not in rl:
+        missed.append("RL eval has no tiny_math/pass@4: not 4 samples per prompt")
+    return missed
+
+
+GOOD = {"eval": {"cpt": {"heldout/loss": 6.1},
+                 "sft": {"tiny_math/boxed": 0.95, "tiny_math/pass@1": 0.30,
+                         "tiny_math/pass@4": 0.6},
+                 "rl": {"tiny_math/boxed": 1.0, "tiny_math/pass@1": 0.50,
+                        "tiny_math/pass@4": 0.8}}}
+
+
+@pytest.mark.parametrize(("stage", "key", "value", "says"), [
+    ("cpt", "heldout/loss", 12.5, "CPT held-out loss 12.5"),
+    ("sft", "tiny_math/boxed", 0.80, "SFT well-formed 0.8"),
+    ("rl", "tiny_math/pass@1", 0.40, "RL pass@1 gain 0.100"),
+])
+def test_goals_name_the_missed_threshold(stage: str, key: str, value: float, says: str) -> None:
+    assert goals(GOOD) == []
+    bad = json.loads(json.dumps(GOOD))
+    bad["eval"][stage][key] = value
+    missed = goals(bad)
+    assert len(missed) == 1 and missed[0].startswith(says), missed
+
+
+def test_goals_missing_evals_fail() -> None:
+    assert len(goals({"eval": {}})) == 4
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(run=False, strict=True, reason=(
+    "issue 17.3 is open: the tiny SFT model is well formed on ~49% of held-out answers and RL "
+    "gets no reward signal (README, Two commands); run it by hand with --runxfail"))
+def test_default_tiny_pipeline_meets_the_goals(tmp_path: Path) -> None:
+    args = [sys.executable, "-m", "swallow_train", "pipeline", f"root={tmp_path}", "name=goals",
+            "logging.wandb_mode=disabled",
+            "logging.progress_bar=false", f"data.prepared_dir={tmp_path / 'prepared'}"]
+    start = time.monotonic()
+    proc = subprocess.run(args, env=cli_env(), capture_output=True, text=True, timeout=1800)
+    wall = time.monotonic() - start
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
+    summary = json.loads((tmp_path / "goals" / "summary.json").read_text(encoding="utf-8"))
+    assert goals(summary) == [], json.dumps(summary["eval"], indent=1)
+    assert TINY_EVAL_SIZE >= 64  # the held-out prompts the eval's pass@1 averages over
+    assert wall <= WALL_S, f"the tiny pipeline took {wall:.0f} s > {WALL_S:.0f} s"
