@@ -25,8 +25,11 @@ STEPS = 6
 
 
 def _args(root: Path, prepared: str, *extra: str) -> list[str]:
+    """A key may be given once (as Hydra requires): `extra` may set its own train_steps."""
+    steps = [] if any(e.startswith("train.train_steps=") for e in extra) \
+        else [f"train.train_steps={STEPS}"]
     return ["cpt", "model=tiny_dense", f"run.root={root}", f"data.prepared_dir={prepared}",
-            f"train.train_steps={STEPS}", "checkpoint.export_hf=false",
+            *steps, "checkpoint.export_hf=false",
             "logging.progress_bar=false", "logging.wandb_mode=disabled", *extra]
 
 
