@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from swallow_train.checkpoint_files import write_atomic
 from swallow_train.config import RecipeError
+from swallow_train.lifecycle.loop import say as lifecycle_say
 from swallow_train.metrics.config import LoggingConfig
 from swallow_train.models.config import ModelConfig
 from swallow_train.quant.calibrate import build_calibration, read_jsonl, write_jsonl
@@ -44,7 +45,7 @@ class QuantRecipe(Protocol):
 
 
 def say(msg: str) -> None:
-    print(f"[swallow-train] quantize: {msg}", flush=True)
+    lifecycle_say(f"quantize: {msg}")
 
 
 def _key(*parts: Any) -> str:
