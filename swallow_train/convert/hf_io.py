@@ -113,7 +113,22 @@ def _write_tokenizer(spec: str, out: Path, start: StartTokens | None) -> None:
         raise ConversionError(f"tokenizer {spec!r} has no chat template; use one that has "
                               "(bundled:qwen3, Qwen/Qwen3-8B)")
     tok.save_pretrained(str(out))
+    _drop_load_time_keys(out / "tokenizer_config.json")
     _dump_json(out / "generation_config.json", generation_config(tok, start))
+
+
+# transformers 5 saves how the tokenizer was loaded (offline or not, from a local directory) into
+# tokenizer_config.json; they describe this machine, not the tokenizer, and made exports differ
+# between an online and an offline (HF_HUB_OFFLINE=1) process
+_LOAD_TIME_KEYS = ("is_local", "local_files_only")
+
+
+def _drop_load_time_keys(path: Path) -> None:
+    config = json.loads(path.read_text(encoding="utf-8"))
+    if any(k in config for k in _LOAD_TIME_KEYS):
+        for key in _LOAD_TIME_KEYS:
+            config.pop(key, None)
+        _dump_json(path, config)
 
 
 def write_hf_checkpoint(state_dict: dict[str, torch.Tensor], model: ModelConfig,

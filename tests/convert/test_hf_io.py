@@ -71,6 +71,11 @@ def test_same_tensors_give_byte_identical_files(tmp_path, moe):
     b = write_hf_checkpoint({k: sd[k].clone() for k in reversed(sd)}, model, tmp_path / "b",
                             tokenizer=TOKENIZER, progress=False)
     assert _digests(a) == _digests(b)
+    # how this process loaded the tokenizer (offline, from a local directory) is not exported:
+    # an offline and an online process write the same bytes
+    config = json.loads((a / "tokenizer_config.json").read_text())
+    assert not {"is_local", "local_files_only"} & config.keys()
+    assert config["eos_token"] == "<|im_end|>" and config["pad_token"] == "<|endoftext|>"
 
 
 def test_fp32_output_is_bit_exact(tmp_path):

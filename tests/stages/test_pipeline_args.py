@@ -20,7 +20,8 @@ from swallow_train.stages.pipeline import compose_pipeline, plan, stage_override
 def test_new_syntax_fills_every_stage_and_the_stage_overrides(capsys):
     recipe = compose_pipeline(["name=x", "root=/r", "model=tiny_moe", "nproc=2",
                                "logging.wandb_mode=online", "cpt.train.train_steps=5",
-                               "model.rope_theta=1e4", "eval.eval_suite=tiny"])
+                               "model.rope_theta=1e4", "eval.eval_suite=tiny",
+                               "stages=[cpt,sft,rl,quantize]", "evaluate=true"])
     assert (recipe.name, recipe.root, recipe.model.name, recipe.nproc) == ("x", "/r",
                                                                            "tiny_moe", 2)
     assert recipe.every_stage == ["logging.wandb_mode=online", "model.rope_theta=1e4"]
