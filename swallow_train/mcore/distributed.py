@@ -63,7 +63,7 @@ def init_parallel_state(layout: Layout, seed: int) -> None:
             "matching --nproc-per-node/--nnodes or change cluster.*"
         )
     if parallel_state.model_parallel_is_initialized():
-        parallel_state.destroy_model_parallel()
+        destroy_model_parallel()
     parallel_state.initialize_model_parallel(
         tensor_model_parallel_size=layout.tp,
         pipeline_model_parallel_size=layout.pp,
@@ -75,11 +75,31 @@ def init_parallel_state(layout: Layout, seed: int) -> None:
     tensor_parallel.model_parallel_cuda_manual_seed(seed)
 
 
+def destroy_model_parallel() -> None:
+    """megatron's `destroy_model_parallel` forgets its groups but does not destroy them: each
+    re-initialisation in one process (the export after training, the tests) left ~30 process
+    groups alive, each with its gloo threads (a test session had grown to 2,000 threads). Every
+    group but the world is destroyed here, on every rank alike."""
+    from megatron.core import parallel_state
+
+    parallel_state.destroy_model_parallel()
+    if dist.is_initialized():
+        world = dist.group.WORLD
+        for group in list(dist.distributed_c10d._world.pg_map):
+            if group is not world:
+                dist.destroy_process_group(group)
+
+
+def live_groups() -> int:
+    """How many process groups this process holds (the world included); 0 before init."""
+    return len(dist.distributed_c10d._world.pg_map) if dist.is_initialized() else 0
+
+
 def shutdown() -> None:
     from megatron.core import parallel_state
 
     if parallel_state.model_parallel_is_initialized():
-        parallel_state.destroy_model_parallel()
+        destroy_model_parallel()
     if dist.is_initialized():
         dist.destroy_process_group()
 
