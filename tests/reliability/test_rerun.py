@@ -55,7 +55,7 @@ def test_identical_rerun_skips_with_exit_0(command, stage, overrides, tmp_path, 
      "train.train_steps: 60 there, 100 now"),
     ("sft", "sft", ["model=tiny_dense"], ["optim.lr=1e-3"], "optim.lr: 0.01 there, 0.001 now"),
     ("rl", "rl", ["model=tiny_dense"], ["rollout.num_rollout=7"],
-     "rollout.num_rollout: 60 there, 7 now"),
+     "rollout.num_rollout: 20 there, 7 now"),
 ])
 def test_rerun_with_another_recipe_is_refused_naming_keys_and_fix(
         command, stage, overrides, change, shown, tmp_path, monkeypatch, capsys) -> None:
