@@ -1,10 +1,13 @@
 """A tiny synthetic math set with known answers, in English and Japanese, for the CPU default.
 
 Every problem is single-digit addition, subtraction or multiplication whose answer is one digit
-(0-9), asked for in `\\boxed{}`: a response of ten tokens (`<think>\\n\\n</think>\\n\\n\\boxed{7}`)
-answers it, so a tiny model with a 12-token budget can learn it. Japanese problems write their
-numbers in full-width digits (３ + ４), as Japanese text often does; labels are ASCII. The set is
-the same on every machine: all 266 problems in a fixed order, shuffled by `seed`.
+(0-9), asked for in `\\boxed{}`: with the empty think block prefilled (thinking off, as the tiny
+recipes sample), a response of five tokens (`\\boxed{7}<|im_end|>`) answers it. Each of the 133
+facts is asked in four phrasings (`TEMPLATES`: two English, two Japanese), all writing the
+expression the same way (`3 + 4`, ASCII digits), so a held-out phrasing of a fact shares its
+tokens with the trained phrasings: a model that learns the facts from the train split can answer
+the held-out prompts. The set is the same on every machine: all 532 problems in a fixed order,
+shuffled by `seed`.
 
     from swallow_train.data.tiny_math import tiny_problems, format_conversations
     rows = tiny_problems(seed=0)          # slime prompt rows: prompt, label, metadata
@@ -27,7 +30,12 @@ from typing import Any
 
 EN_SUFFIX = " Put the final answer in \\boxed{}."
 JA_SUFFIX = "最終的な答えを \\boxed{} に書いてください。"
-_FULL_WIDTH = str.maketrans("0123456789", "０１２３４５６７８９")
+OPERATORS = {"add": "+", "sub": "-", "mul": "×"}
+TEMPLATES: dict[str, tuple[str, ...]] = {
+    "en": ("What is {expr}?" + EN_SUFFIX, "Calculate {expr}." + EN_SUFFIX),
+    "ja": ("{expr} はいくつですか？" + JA_SUFFIX, "{expr} を計算してください。" + JA_SUFFIX),
+}
+"""The phrasings of every fact, per language; `{expr}` is e.g. `3 + 4`."""
 TINY_EVAL_SIZE = 64
 """data.eval_size of the tiny RL recipe (recipes/size/rl_tiny_*.yaml)."""
 
@@ -44,29 +52,19 @@ def _operations() -> Iterator[tuple[str, int, int, int]]:
                 yield "mul", a, b, a * b
 
 
-def _english(op: str, a: int, b: int) -> str:
-    text = {"add": f"What is {a} + {b}?", "sub": f"What is {a} - {b}?",
-            "mul": f"What is {a} × {b}?"}[op]
-    return text + EN_SUFFIX
-
-
-def _japanese(op: str, a: int, b: int) -> str:
-    fa, fb = str(a).translate(_FULL_WIDTH), str(b).translate(_FULL_WIDTH)
-    text = {"add": f"{fa} + {fb} はいくつですか？", "sub": f"{fa} から {fb} を引くといくつですか？",
-            "mul": f"{fa} × {fb} はいくつですか？"}[op]
-    return text + JA_SUFFIX
-
-
 def tiny_problems(seed: int = 0) -> list[dict[str, Any]]:
     """All problems as slime prompt rows, shuffled deterministically by `seed`."""
     rows: list[dict[str, Any]] = []
     for op, a, b, answer in _operations():
-        for lang, render in (("en", _english), ("ja", _japanese)):
-            rows.append({
-                "prompt": [{"role": "user", "content": render(op, a, b)}],
-                "label": str(answer),
-                "metadata": {"source_name": f"tiny_math_{lang}", "id": f"tiny-{lang}-{op}-{a}-{b}"},
-            })
+        expr = f"{a} {OPERATORS[op]} {b}"
+        for lang, templates in TEMPLATES.items():
+            for i, template in enumerate(templates):
+                rows.append({
+                    "prompt": [{"role": "user", "content": template.replace("{expr}", expr)}],
+                    "label": str(answer),
+                    "metadata": {"source_name": f"tiny_math_{lang}",
+                                 "id": f"tiny-{lang}-{op}-{a}-{b}-{i}"},
+                })
     random.Random(seed).shuffle(rows)
     return rows
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,14 @@ def harness_metrics(results: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+def token_counter(tokenizer: str) -> Callable[[str], int]:
+    """Tokens of a text as the checkpoint's tokenizer splits it (no special tokens)."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tokenizer)
+    return lambda text: len(tok(text, add_special_tokens=False)["input_ids"])
+
+
 def _dump(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
@@ -136,7 +145,7 @@ def evaluate(recipe: EvalRecipe) -> int:
     """Run the suite on the target's checkpoint (skipped when this recipe already finished)."""
     from swallow_train.evaluation import harness
     from swallow_train.evaluation.math_score import score_math, verify_pooled
-    from swallow_train.evaluation.tiny_suite import write_tiny_tasks
+    from swallow_train.evaluation.tiny_suite import TEXT_TASK, text_loss, write_tiny_tasks
 
     sd, suite = recipe_dir(recipe), recipe.eval_suite
     if sd.finished(recipe, recipe.model):
@@ -156,8 +165,12 @@ def evaluate(recipe: EvalRecipe) -> int:
             hf=checkpoint, tokenizer=tokenizer_for(checkpoint, recipe), suite=suite,
             generation=recipe.generation, backend=backend, vllm=recipe.vllm,
             batch_size=recipe.batch_size, seed=recipe.seed, include_path=include))
-        scores = score_math(output.get("samples") or {}, suite.math, verify_pooled(recipe.verify))
+        samples = output.get("samples") or {}
+        scores = score_math(samples, suite.math, verify_pooled(recipe.verify))
         metrics = harness_metrics(output) | scores.metrics
+        if TEXT_TASK in samples:
+            metrics[f"{TEXT_TASK}/loss"] = text_loss(samples[TEXT_TASK], token_counter(
+                tokenizer_for(checkpoint, recipe)))
         write_outputs(sd.path, output, scores.rows)
         _write(sd.path / SUMMARY, json.dumps({
             "target": recipe.target, "checkpoint": checkpoint, "suite": suite.name,

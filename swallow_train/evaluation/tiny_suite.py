@@ -6,6 +6,9 @@ for the same seed) and lm-eval task YAMLs are written here, for `include_path`. 
     tiny_math                 generation: the held-out tiny EN/JA arithmetic prompts of the RL
                               stage (data/tiny_math.py), never trained on; scored with the RL
                               verifier (pass@1 of k), and by lm-eval on the \\boxed{} answer
+    tiny_text                 rolling log-likelihood of held-out tiny-corpus documents (the CPT
+                              generators, another seed): `tiny_text/loss`, the mean next-token
+                              loss in nats (`text_loss`), next to lm-eval's bits per byte
 
     from swallow_train.evaluation.tiny_suite import write_tiny_tasks
     write_tiny_tasks(out_dir, ["tiny_mc_ja", "tiny_math"], seed=0, items=24, math_items=32)
@@ -22,11 +25,12 @@ from typing import Any
 
 import yaml
 
-from swallow_train.data.synthetic import ACTIONS, PEOPLE, PLACES, TOPICS
+from swallow_train.data.synthetic import ACTIONS, PEOPLE, PLACES, TOPICS, en_text, ja_text, math
 from swallow_train.data.tiny_math import prompt_key, split_held_out, tiny_problems
 from swallow_train.rl.prompt_rows import clean_row
 
 MATH_TASK = "tiny_math"
+TEXT_TASK = "tiny_text"
 MATH_LABEL = "label"
 """The field of a tiny_math doc that holds the reference answer (eval_suite.math)."""
 END_STOPS = ["<|im_end|>", "<|endoftext|>"]
@@ -107,6 +111,26 @@ def _gen_task(target: str, pattern: str, select: int, text: str = "query") -> di
     }
 
 
+def _text_doc(rng: random.Random) -> dict[str, Any]:
+    """A held-out document of the tiny CPT corpus's kinds (Japanese, English, math)."""
+    return {"text": rng.choice((ja_text, en_text, math))(rng)["text"]}
+
+
+TEXT_CONFIG: dict[str, Any] = {
+    "output_type": "loglikelihood_rolling", "doc_to_text": "", "doc_to_target": "text",
+    "metric_list": [{"metric": "bits_per_byte", "aggregation": "bits_per_byte",
+                     "higher_is_better": False}]}
+
+
+def text_loss(samples: list[dict[str, Any]], count_tokens: Callable[[str], int]) -> float:
+    """Mean next-token loss (nats) over the logged `tiny_text` samples: minus their summed
+    rolling log-likelihoods over their summed token counts (every token of a document is
+    predicted, the first from the end-of-text prefix)."""
+    total = sum(float(s["resps"][0][0]) for s in samples)
+    tokens = sum(count_tokens(s["doc"]["text"]) for s in samples)
+    return -total / max(tokens, 1)
+
+
 Builder = Callable[[int, int, int], list[dict[str, Any]]]
 TASKS: dict[str, tuple[Builder, dict[str, Any]]] = {
     "tiny_mc_en": (lambda seed, n, _m: _docs(seed, n, "mc_en", lambda r: _mc_doc(r, False)),
@@ -117,6 +141,7 @@ TASKS: dict[str, tuple[Builder, dict[str, Any]]] = {
                    _gen_task("answer", _NUMBER, 0)),
     "tiny_qa_ja": (lambda seed, n, _m: _docs(seed, n, "qa_ja", lambda r: _qa_doc(r, True)),
                    _gen_task("answer", _NUMBER, 0)),
+    TEXT_TASK: (lambda seed, n, _m: _docs(seed, n, "text", _text_doc), TEXT_CONFIG),
     MATH_TASK: (lambda split_seed, _n, m: _math_docs(m, split_seed),
                 _gen_task(MATH_LABEL, _BOXED, -1, text="question")),
 }

@@ -60,6 +60,10 @@ class RolloutConfig:
     """-1: off."""
     shuffle: bool = True
     seed: int = 42
+    enable_thinking: bool = True
+    """The chat template's `enable_thinking` for the prompts (slime's
+    `--apply-chat-template-kwargs`); false prefills the empty think block, as Qwen3's template
+    does with thinking off, so the response is the answer alone (the tiny CPU default)."""
 
 
 @dataclass(kw_only=True)

@@ -129,9 +129,11 @@ class LocalGRPO:
         recipe, r = self.recipe, self.recipe.rollout
         self.tok = load_tokenizer(recipe.model.tokenizer)
         self.prompts = PromptSet.load(recipe.data.train_path, self.tok,
-                                      max_prompt_len=r.max_prompt_len)
+                                      max_prompt_len=r.max_prompt_len,
+                                      enable_thinking=r.enable_thinking)
         self.eval_prompts = PromptSet.load(
             recipe.data.eval_path, self.tok, max_prompt_len=r.max_prompt_len,
+            enable_thinking=r.enable_thinking,
             limit=recipe.local.eval_prompts) if recipe.evaluation.interval else None
         self.model = load_policy(self.start, recipe.model)
         prepare_for_sampling(self.model, self.tok)

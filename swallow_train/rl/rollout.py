@@ -29,7 +29,7 @@ STOP_TOKENS = ("<|im_end|>", "<|endoftext|>")
 @dataclass
 class Prompt:
     ids: torch.Tensor
-    """[1, P] token ids of the chat-templated prompt (thinking on)."""
+    """[1, P] token ids of the chat-templated prompt (`rollout.enable_thinking`)."""
     label: str
     source: str
 
@@ -58,14 +58,15 @@ class PromptSet:
         self._orders: dict[tuple[int, bool], list[int]] = {}
 
     @classmethod
-    def load(cls, path: Path, tok: Any, *, max_prompt_len: int,
+    def load(cls, path: Path, tok: Any, *, max_prompt_len: int, enable_thinking: bool = True,
              limit: int | None = None) -> PromptSet:
         prompts, dropped = [], 0
         for _lineno, row in read_prompt_file(Path(path)):  # every row valid, else DataError
             if limit is not None and len(prompts) >= limit:
                 break
             text = tok.apply_chat_template(row["prompt"], tokenize=False,
-                                           add_generation_prompt=True, enable_thinking=True)
+                                           add_generation_prompt=True,
+                                           enable_thinking=enable_thinking)
             ids = tok(text, add_special_tokens=False)["input_ids"]
             if len(ids) > max_prompt_len:
                 dropped += 1

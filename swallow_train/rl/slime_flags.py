@@ -42,6 +42,8 @@ class Fmt(Enum):
     """A path of the job (`JobPath`: `${PWD}/...` for Ray's workers when relative)."""
     words = "words"
     """Several values (a tuple of words), as nargs+ flags take them."""
+    thinking = "thinking"
+    """A bool as the chat template's kwargs, JSON: `{"enable_thinking": true}`."""
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,7 @@ SLIME_FLAGS: tuple[Flag | Splice, ...] = (
     Flag("--label-key", const="label"),
     Flag("--metadata-key", const="metadata"),
     Flag("--apply-chat-template"),
-    Flag("--apply-chat-template-kwargs", const=json.dumps({"enable_thinking": True})),
+    Flag("--apply-chat-template-kwargs", "rollout.enable_thinking", Fmt.thinking),
     Flag("--rollout-shuffle", "rollout.shuffle", Fmt.switch),
     Flag("--rollout-seed", "rollout.seed"),
     Flag("--custom-rm-path", "reward.function_path"),
@@ -187,6 +189,8 @@ def _words(flag: Flag, value: Any) -> list[Word]:
             return [flag.flag, value if isinstance(value, str | JobPath) else JobPath.of(value)]
         case Fmt.words:
             return [flag.flag, *value]
+        case Fmt.thinking:
+            return [flag.flag, json.dumps({"enable_thinking": bool(value)})]
     return [flag.flag, str(value)]
 
 

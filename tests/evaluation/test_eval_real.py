@@ -21,7 +21,7 @@ from swallow_train.stage_dir import StageDir
 from swallow_train.stages.eval import main
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
-TASKS = ["tiny_mc_en", "tiny_mc_ja", "tiny_qa_en", "tiny_qa_ja", "tiny_math"]
+TASKS = ["tiny_mc_en", "tiny_mc_ja", "tiny_qa_en", "tiny_qa_ja", "tiny_text", "tiny_math"]
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +56,13 @@ def test_tiny_suite_runs_offline_and_writes_results_samples_and_summary(
         rows = [json.loads(line) for line in
                 (out / "samples" / f"{task}.jsonl").read_text(encoding="utf-8").splitlines()]
         assert len(rows) == 2
-        first = rows[0]["arguments"][0][0]  # the chat template of the export was applied
-        assert first.startswith("<|im_start|>user\n") and first.endswith("<|im_start|>assistant\n")
+        first = rows[0]["arguments"][0][0]
+        if task == "tiny_text":  # a document's rolling log-likelihood: no chat template
+            assert "<|im_start|>" not in first and first == rows[0]["doc"]["text"]
+            continue
+        # the chat template of the export was applied, its empty think block prefilled
+        assert first.startswith("<|im_start|>user\n")
+        assert first.endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
         if task == "tiny_math":
             assert all(len(r["resps"][0]) == k for r in rows)  # k samples per prompt
     verified = [json.loads(line) for line in (out / "verified" / "tiny_math.jsonl").read_text(
@@ -69,6 +74,7 @@ def test_tiny_suite_runs_offline_and_writes_results_samples_and_summary(
     assert metrics["tiny_math/pass@1"] == sum(v["pass@1"] for v in verified) / 2
     assert metrics["tiny_mc_ja/acc"] == results["results"]["tiny_mc_ja"]["acc,none"]
     assert {"tiny_mc_en/acc", "tiny_qa_ja/exact_match[answer]", "tiny_math/boxed"} <= set(metrics)
+    assert metrics["tiny_text/loss"] > 5.0  # random init: near ln(151,936) = 11.9 nats/token
     logged = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
     assert logged == {"step": 0, **metrics}
     assert read_summary(run_root / "t" / "sft") == metrics

@@ -50,10 +50,11 @@ def test_target_and_init_name_the_same_checkpoint_in_one_spelling(tmp_path) -> N
 
 @pytest.mark.parametrize(("overrides", "says"), [
     (["eval_suite.sampling=false"], "set eval_suite.sampling=true, or eval_suite.samples=1"),
-    (["eval_suite.chat_template=false"], "needs eval_suite.chat_template=true"),
+    (["eval_suite.thinking=true", "eval_suite.chat_template=false"],
+     "needs eval_suite.chat_template=true"),
     (["eval_suite.tiny_math_items=65"], "lower it or raise TINY_EVAL_SIZE"),
     (["eval_suite.tasks=[tiny_mc_en,tiny_xx]"], "tiny_xx is no tiny task: pick from"),
-    (["eval_suite.stop=['\n']"], "stop on <|im_end|> instead"),
+    (["eval_suite.thinking=true", "eval_suite.stop=['\n']"], "stop on <|im_end|> instead"),
     (["eval_suite.samples=0"], "eval_suite.samples=0 must be >= 1"),
     (["generation.top_p=0"], "generation.top_p=0.0 must be in (0, 1]"),
 ])

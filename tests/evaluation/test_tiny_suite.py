@@ -8,7 +8,13 @@ import re
 import yaml
 
 from swallow_train.data.tiny_math import TINY_EVAL_SIZE, prompt_key, tiny_problems, tiny_sft_rows
-from swallow_train.evaluation.tiny_suite import TASKS, held_out_math, tiny_docs, write_tiny_tasks
+from swallow_train.evaluation.tiny_suite import (
+    TASKS,
+    held_out_math,
+    text_loss,
+    tiny_docs,
+    write_tiny_tasks,
+)
 
 JA = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")
 ALL = list(TASKS)
@@ -37,7 +43,7 @@ def test_tasks_are_japanese_and_english_multiple_choice_and_generation(tmp_path)
              for t in ALL}
     assert kinds == {"tiny_mc_en": "multiple_choice", "tiny_mc_ja": "multiple_choice",
                      "tiny_qa_en": "generate_until", "tiny_qa_ja": "generate_until",
-                     "tiny_math": "generate_until"}
+                     "tiny_text": "loglikelihood_rolling", "tiny_math": "generate_until"}
     for lang, japanese in (("en", False), ("ja", True)):
         for kind in ("mc", "qa"):
             docs = tiny_docs(f"tiny_{kind}_{lang}", seed=0, items=10, math_items=0)
@@ -73,3 +79,22 @@ def test_math_prompts_are_the_held_out_ones_never_trained_on() -> None:
     # fewer items are the first of the same held-out set (a prefix of the hash ranking)
     fewer = {prompt_key(r) for r in held_out_math(8, 0)}
     assert fewer <= {prompt_key(r) for r in held_out_math(TINY_EVAL_SIZE, 0)} and len(fewer) == 8
+
+
+def test_held_out_prompts_ask_trained_facts_in_another_phrasing() -> None:
+    """Each held-out prompt's expression (`3 + 4`) is asked by a trained prompt too: a model
+    that learns the facts from the train split can answer the held-out phrasings."""
+    expr = re.compile(r"\d [-+×] \d")
+    trained = {expr.search(row["prompt"][-1]["content"]).group(0) for row in tiny_sft_rows()}
+    held = [expr.search(d["question"]).group(0)
+            for d in tiny_docs("tiny_math", seed=0, items=0, math_items=TINY_EVAL_SIZE)]
+    assert len(held) == TINY_EVAL_SIZE and set(held) <= trained
+
+
+def test_text_loss_is_nats_per_token_of_held_out_corpus_documents() -> None:
+    docs = tiny_docs("tiny_text", seed=0, items=12, math_items=0)
+    assert len(docs) == 12 and any(JA.search(d["text"]) for d in docs)
+    assert any(not JA.search(d["text"]) for d in docs)
+    samples = [{"doc": {"text": "a b c"}, "resps": [[-6.0]]},
+               {"doc": {"text": "d"}, "resps": [[-2.0]]}]
+    assert text_loss(samples, lambda text: len(text.split())) == 2.0  # 8 nats over 4 tokens

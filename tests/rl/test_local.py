@@ -29,7 +29,8 @@ from swallow_train.stages.rl import main
 from tests.rl.policies import make_policy
 
 COMMON = ["model=tiny_dense", "logging.wandb_mode=disabled", "logging.progress_bar=false",
-          "optim.lr=3e-4"]
+          "optim.lr=3e-4", "rollout.max_response_len=12", "rollout.enable_thinking=true"]
+"""The policies of tests/rl/policies.py write their think block: sampled with thinking on."""
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +63,7 @@ def test_reward_rises_and_the_export_loads(tmp_path: Path, format_policy: Path) 
     _start(tmp_path / "runs", "learn", format_policy)
     recipe = compose("rl", [*COMMON, f"run.root={tmp_path}/runs", "run.name=learn",
                             f"data.prepared_dir={tmp_path}/prepared", "rollout.num_rollout=20",
+                            "rollout.rollout_batch_size=4", "loss.global_batch_size=16",
                             "evaluation.interval=0", "checkpoint.save_interval=10"])
     assert main(recipe) == 0
     stage = tmp_path / "runs/learn/rl"

@@ -4,6 +4,7 @@ counted, and the tiny synthetic set."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -94,24 +95,39 @@ def test_offline_hub_names_the_fix(tmp_path: Path, hub_offline: None) -> None:
 def test_tiny_set_is_deterministic_bilingual_and_answerable(tmp_path: Path, capsys) -> None:
     rows = tiny_problems(seed=0)
     assert rows == tiny_problems(seed=0) and rows != tiny_problems(seed=1)
-    assert len(rows) == 266 and len({r["prompt"][0]["content"] for r in rows}) == 266
+    assert len(rows) == 532 and len({r["prompt"][0]["content"] for r in rows}) == 532
     langs = {r["metadata"]["source_name"] for r in rows}
     assert langs == {"tiny_math_en", "tiny_math_ja"}
+    facts: dict[str, set[str]] = {}
     for row in rows:
         assert 0 <= int(row["label"]) <= 9
         question = row["prompt"][0]["content"]
-        expr = question.translate(str.maketrans("０１２３４５６７８９×", "0123456789*"))
-        if " から " in expr:
-            a, b = expr.split(" から ")[0], expr.split(" から ")[1].split(" ")[0]
-            assert int(a) - int(b) == int(row["label"])
-        else:
-            body = expr.removeprefix("What is ").split("?")[0].split(" は")[0]
-            assert eval(body) == int(row["label"])  # digits and one operator
+        expr = re.search(r"(\d) ([-+×]) (\d)", question)
+        assert expr is not None, question  # ASCII digits in every language
+        assert eval(expr.group(0).replace("×", "*")) == int(row["label"])
+        facts.setdefault(expr.group(0), set()).add(question)
+    assert len(facts) == 133 and all(len(q) == 4 for q in facts.values())  # four phrasings
     chat = format_conversations(rows[:1])[0]
     assert chat[-1] == {"role": "assistant", "content": f"\\boxed{{{rows[0]['label']}}}"}
     args = ["model=tiny_dense", f"data.prepared_dir={tmp_path}"]
     assert cli.main(["prepare-rl", *args]) == 0  # stages/prepare.py:rl -> prompts.prepare_rl
     recipe = compose("rl", args)
     out = capsys.readouterr().out
-    assert "train: 202" in out and "eval: 64" in out
-    assert len(_read(recipe.data.train_path)) == 202
+    assert "train: 468" in out and "eval: 64" in out
+    assert len(_read(recipe.data.train_path)) == 468
+
+
+def test_prompt_set_prefills_the_empty_think_block_with_thinking_off(tmp_path: Path) -> None:
+    from swallow_train.rl.rollout import PromptSet
+    from swallow_train.tokenizer import load_tokenizer
+
+    tok = load_tokenizer("bundled:qwen3")
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n"
+                            for r in tiny_problems(seed=0)[:2]))
+    on, off = (PromptSet.load(path, tok, max_prompt_len=128, enable_thinking=thinking)
+               for thinking in (True, False))
+    for a, b in zip(on.prompts, off.prompts, strict=True):
+        text_on, text_off = (tok.decode(p.ids[0].tolist()) for p in (a, b))
+        assert text_on.endswith("<|im_start|>assistant\n")
+        assert text_off == text_on + "<think>\n\n</think>\n\n"  # the response is the answer

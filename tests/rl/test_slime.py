@@ -96,6 +96,14 @@ def test_values_of_the_swallow_recipe() -> None:
     assert moe[moe.index("--expert-model-parallel-size") + 1] == "8"
 
 
+def test_chat_template_kwargs_come_from_rollout_enable_thinking() -> None:
+    """Thinking off (the tiny recipes' prefilled empty think block) reaches slime's template."""
+    args = slime_train_args(recipe("qwen3_8b", "rollout.enable_thinking=false"))
+    at = args.index("--apply-chat-template-kwargs")
+    assert json.loads(args[at + 1]) == {"enable_thinking": False}
+    assert "--apply-chat-template" in args
+
+
 def test_reward_path_is_dotted_and_awaitable() -> None:
     for extra, path in (((), "swallow_train.rl.reward.reward"),
                         (("reward.group_rm=true", "evaluation.interval=0"),
