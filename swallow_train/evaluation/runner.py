@@ -27,7 +27,7 @@ from swallow_train.evaluation.config import SuiteKind
 from swallow_train.evaluation.recipe import EvalRecipe
 from swallow_train.metrics.logger import MetricsLogger
 from swallow_train.stage_dir import StageDir
-from swallow_train.tokenizer import resolve_tokenizer_path
+from swallow_train.tokenizer import load_tokenizer, resolve_tokenizer_path
 
 SUMMARY = "summary.json"
 
@@ -111,9 +111,7 @@ def harness_metrics(results: dict[str, Any]) -> dict[str, float]:
 
 def token_counter(tokenizer: str) -> Callable[[str], int]:
     """Tokens of a text as the checkpoint's tokenizer splits it (no special tokens)."""
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(tokenizer)
+    tok = load_tokenizer(tokenizer)
     return lambda text: len(tok(text, add_special_tokens=False)["input_ids"])
 
 
@@ -152,6 +150,7 @@ def evaluate(recipe: EvalRecipe) -> int:
         print(f"eval: {sd.path} is done with this recipe; skipped")
         return 0
     checkpoint = resolve_checkpoint(recipe)
+    tokenizer = tokenizer_for(checkpoint, recipe)
     backend = harness.resolve_backend(recipe.backend)
     with sd.lock():
         sd.write_config(recipe)
@@ -162,15 +161,14 @@ def evaluate(recipe: EvalRecipe) -> int:
                                        items=suite.tiny_items, math_items=suite.tiny_math_items,
                                        split_seed=suite.tiny_split_seed)
         output = harness.run_harness(harness.HarnessRun(
-            hf=checkpoint, tokenizer=tokenizer_for(checkpoint, recipe), suite=suite,
+            hf=checkpoint, tokenizer=tokenizer, suite=suite,
             generation=recipe.generation, backend=backend, vllm=recipe.vllm,
             batch_size=recipe.batch_size, seed=recipe.seed, include_path=include))
         samples = output.get("samples") or {}
         scores = score_math(samples, suite.math, verify_pooled(recipe.verify))
         metrics = harness_metrics(output) | scores.metrics
         if TEXT_TASK in samples:
-            metrics[f"{TEXT_TASK}/loss"] = text_loss(samples[TEXT_TASK], token_counter(
-                tokenizer_for(checkpoint, recipe)))
+            metrics[f"{TEXT_TASK}/loss"] = text_loss(samples[TEXT_TASK], token_counter(tokenizer))
         write_outputs(sd.path, output, scores.rows)
         _write(sd.path / SUMMARY, json.dumps({
             "target": recipe.target, "checkpoint": checkpoint, "suite": suite.name,
