@@ -25,6 +25,12 @@ def _layout(tp: int = 1):
                            micro_batch_size=2, seq_length=16)
 
 
+def _native_threads() -> int:
+    """Threads of this process, gloo's native ones included (Linux)."""
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("Threads:"))
+
+
 def test_reinitialising_the_parallel_state_keeps_the_group_count() -> None:
     from swallow_train.mcore import distributed
 
@@ -35,11 +41,9 @@ def test_reinitialising_the_parallel_state_keeps_the_group_count() -> None:
         distributed.init_parallel_state(_layout(), seed=1)
     assert distributed.live_groups() == groups
     assert threading.active_count() <= threads  # Python threads; gloo's are native, counted below
-    with open("/proc/self/status") as status:
-        native = next(int(line.split()[1]) for line in status if line.startswith("Threads:"))
+    native = _native_threads()
     distributed.init_parallel_state(_layout(), seed=1)
-    with open("/proc/self/status") as status:
-        again = next(int(line.split()[1]) for line in status if line.startswith("Threads:"))
+    again = _native_threads()
     assert again <= native, f"{again - native} native threads more after one re-initialisation"
 
 
