@@ -90,7 +90,8 @@ def model_args(run: HarnessRun) -> dict[str, Any]:
             args["enable_thinking"] = False  # the template prefills an empty think block
     if run.backend is Backend.hf:
         cuda = cuda_available()
-        args |= {"dtype": "bfloat16" if cuda else "float32", "device": "cuda" if cuda else "cpu"}
+        args |= {"dtype": "bfloat16" if cuda else "float32", "device": "cuda" if cuda else "cpu",
+                 "sampling_seed": run.seed}
     else:
         v = run.vllm
         args |= {"dtype": "auto", "tensor_parallel_size": v.tensor_parallel_size,
@@ -145,8 +146,12 @@ def run_harness(run: HarnessRun) -> dict[str, Any]:
     manager = TaskManager(include_path=str(run.include_path) if include else None,
                           include_defaults=not include)
     suite = run.suite
+    if run.backend is Backend.hf:
+        from swallow_train.evaluation.hf_sampling import MODEL_NAME as model
+    else:
+        model = run.backend.value
     out = lm_eval.simple_evaluate(
-        model=run.backend.value, model_args=model_args(run), tasks=load_tasks(manager, suite),
+        model=model, model_args=model_args(run), tasks=load_tasks(manager, suite),
         num_fewshot=suite.num_fewshot,
         batch_size="auto" if run.backend is Backend.vllm else run.batch_size,
         limit=suite.limit, log_samples=True, apply_chat_template=suite.chat_template,

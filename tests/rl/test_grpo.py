@@ -124,3 +124,32 @@ def test_seeded_sampler_samples_the_softmax() -> None:
     assert set(nucleus.argmax(-1).tolist()) == {0}  # p(top) = 0.64 >= 0.5
     hot = SeededSampler(temperature=100.0, top_k=-1, top_p=1.0, seed=0)(None, logits[:, :4])
     assert len(set(hot.argmax(-1).tolist())) == 4
+
+
+@pytest.mark.parametrize(("top_k", "top_p", "min_p"), [(20, 0.95, 0.0), (3, 0.8, 0.0),
+                                                       (-1, 0.9, 0.0), (20, 1.0, 0.3)])
+def test_seeded_sampler_matches_transformers_warpers(top_k: int, top_p: float,
+                                                     min_p: float) -> None:
+    """The distribution SeededSampler draws from is the one transformers' sampling warpers
+    (temperature, top-k, top-p, min-p, in generate's order) leave."""
+    from transformers.generation.logits_process import (
+        MinPLogitsWarper,
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+    )
+
+    logits = torch.randn(1, 50, generator=torch.Generator().manual_seed(0)) * 2
+    ref = TemperatureLogitsWarper(0.6)(None, logits)
+    if top_k > 0:
+        ref = TopKLogitsWarper(top_k)(None, ref)
+    if top_p < 1.0:
+        ref = TopPLogitsWarper(top_p)(None, ref)
+    if min_p > 0.0:
+        ref = MinPLogitsWarper(min_p)(None, ref)
+    expected = torch.softmax(ref, -1)[0]
+    sampler = SeededSampler(temperature=0.6, top_k=top_k, top_p=top_p, min_p=min_p, seed=1)
+    picks = torch.cat([sampler(None, logits.expand(5000, -1)).argmax(-1) for _ in range(8)])
+    freq = torch.bincount(picks, minlength=50).float() / picks.numel()
+    assert not freq[expected == 0].any()  # nothing outside the warpers' support
+    assert torch.allclose(freq, expected, atol=0.01)

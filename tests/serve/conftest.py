@@ -1,8 +1,9 @@
 """Fixtures of the vLLM suite, which runs in `.venv-serve` (`make test-serve`): a tiny pipeline
 run by the training venv's python, and free loopback ports.
 
-    make test-serve                                   # builds .venv-serve once, then this suite
-    SWALLOW_SERVE_RUN=runs/tiny make test-serve       # reuse a finished run instead
+    make test                  # the main suite, then this one on the run the main suite left
+    make test-serve            # this suite alone (on that run when it is there)
+    SWALLOW_SERVE_RUN=runs/tiny .venv-serve/bin/python -m pytest tests/serve   # a finished run
 """
 
 from __future__ import annotations
@@ -15,12 +16,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SHORT = ["stages=[cpt,sft,rl]", "evaluate=false",
-         "cpt.train.train_steps=6", "cpt.checkpoint.save_interval=6",
-         "sft.train.train_steps=4", "sft.checkpoint.save_interval=4",
-         "rl.rollout.num_rollout=2", "rl.rollout.rollout_batch_size=2",
-         "rl.rollout.n_samples_per_prompt=4", "rl.loss.global_batch_size=4",
-         "rl.evaluation.interval=0"]
+STAGES = ("cpt", "sft", "rl", "quantize")
 
 
 def training_python() -> Path:
@@ -33,19 +29,26 @@ def training_python() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
-    """A finished tiny pipeline run directory (SWALLOW_SERVE_RUN, or a short one made now)."""
+    """A finished default tiny pipeline run (CPT, SFT, RL and quantize exports): the one at
+    SWALLOW_SERVE_RUN when it finished, else one run now (~17 minutes on 2 cores)."""
     given = os.environ.get("SWALLOW_SERVE_RUN")
-    if given:
+    if given and finished(Path(given)):
         return Path(given).resolve()
     root = tmp_path_factory.mktemp("serve_pipeline")
     every = ["logging.wandb_mode=disabled", "logging.progress_bar=false",
              f"data.prepared_dir={root / 'prepared'}"]
     cmd = [str(training_python()), "-m", "swallow_train", "pipeline", f"root={root}",
-           "name=tiny", *every, *SHORT, "max_new_tokens=8"]
+           "name=tiny", *every]
     env = {**os.environ, "WANDB_MODE": "disabled", "TOKENIZERS_PARALLELISM": "false"}
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=3600)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
+    assert finished(root / "tiny")
     return root / "tiny"
+
+
+def finished(run: Path) -> bool:
+    """Whether `run` is a finished pipeline run with every stage this suite serves."""
+    return all((run / stage / "DONE").is_file() for stage in STAGES)
 
 
 @pytest.fixture

