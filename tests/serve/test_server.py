@@ -26,13 +26,13 @@ openai = pytest.importorskip("openai")
 START_TIMEOUT_S = 300
 
 
-def _wait_ready(proc: subprocess.Popen, client, log: Path) -> None:
+def _wait_ready(proc: subprocess.Popen, client, log: Path, name: str) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             pytest.fail(f"the server exited ({proc.returncode}):\n{log.read_text()[-6000:]}")
         try:
-            if [m.id for m in client.models.list().data] == ["tiny-rl"]:
+            if [m.id for m in client.models.list().data] == [name]:
                 return
         except openai.APIConnectionError:
             pass
@@ -55,6 +55,7 @@ def _stop(proc: subprocess.Popen) -> None:
 
 def test_serve_answers_a_chat_completion(tiny_run: Path, free_port: int, tmp_path: Path) -> None:
     hf = tiny_run / "rl" / "hf"
+    name = f"{tiny_run.name}-rl"  # the served model: <run>-<stage>
     log = tmp_path / "server.log"
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
     cmd = [str(training_python()), "-m", "swallow_train", "serve", str(hf), "--port",
@@ -66,8 +67,8 @@ def test_serve_answers_a_chat_completion(tiny_run: Path, free_port: int, tmp_pat
     client = openai.OpenAI(base_url=f"http://127.0.0.1:{free_port}/v1", api_key="unused",
                            timeout=60, max_retries=0)
     try:
-        _wait_ready(proc, client, log)
-        reply = client.chat.completions.create(model="tiny-rl", messages=PROMPT,
+        _wait_ready(proc, client, log, name)
+        reply = client.chat.completions.create(model=name, messages=PROMPT,
                                                temperature=0, max_tokens=12,
                                                extra_body={"ignore_eos": True,
                                                            "return_token_ids": True})
@@ -78,7 +79,7 @@ def test_serve_answers_a_chat_completion(tiny_run: Path, free_port: int, tmp_pat
     assert ("'temperature': 0.6, 'top_k': 20, 'top_p': 0.95, 'min_p': 0.0" in text), text[-4000:]
     assert "--reasoning-parser qwen3 --generation-config auto --enforce-eager" in text
     choice = reply.choices[0]
-    assert reply.model == "tiny-rl" and reply.usage.completion_tokens == 12
+    assert reply.model == name and reply.usage.completion_tokens == 12
     assert reply.prompt_token_ids == chat_prompt_ids(hf)
     # the export's bf16, as served: transformers' greedy token at every step (up to bf16 ties)
     assert off_greedy(hf, reply.prompt_token_ids, choice.token_ids, "bfloat16") == []
