@@ -33,7 +33,8 @@ class PipelineRun:
 def run_pipeline(args: list[str]) -> tuple[str, float]:
     """`swallow-train <args>` on every core; its output and wall time (fails on a non-zero
     exit, with the output's tail)."""
-    env = cli_env({"OMP_NUM_THREADS": str(os.cpu_count() or 1)})
+    env = cli_env()
+    env["OMP_NUM_THREADS"] = str(os.cpu_count() or 1)  # cli_env gives children one thread
     start = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "swallow_train", *args], env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
