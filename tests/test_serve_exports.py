@@ -104,3 +104,20 @@ def _drop_key(file: Path, key: str) -> None:
     data = json.loads(file.read_text())
     data.pop(key, None)
     file.write_text(json.dumps(data))
+
+
+def test_one_unsharded_weights_file_without_an_index_is_served(exports, tmp_path) -> None:
+    """The quantize stage saves a small model as one `model.safetensors` without an index, which
+    vLLM and transformers read as it is; a file of another name without an index is not."""
+    import shutil
+
+    single = tmp_path / "hf"
+    shutil.copytree(exports["rl"], single)
+    shards = sorted(single.glob("*.safetensors"))
+    (single / "model.safetensors.index.json").unlink()
+    assert len(shards) == 1
+    shards[0].rename(single / "other.safetensors")
+    with pytest.raises(ServeError, match=r"model\.safetensors\.index\.json is missing"):
+        check_export(single, cpu=True)
+    (single / "other.safetensors").rename(single / "model.safetensors")
+    assert check_export(single, cpu=True).path == single

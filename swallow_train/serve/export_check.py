@@ -29,6 +29,8 @@ SAMPLING_KEYS = ("repetition_penalty", "temperature", "top_k", "top_p", "min_p",
 THINK_TOKENS = ("<think>", "</think>")
 """Looked up in the vocabulary by vLLM's qwen3 reasoning parser."""
 INDEX = "model.safetensors.index.json"
+SINGLE = "model.safetensors"
+"""An unsharded checkpoint's one weights file (no index): vLLM and transformers read it."""
 
 
 class ServeError(SwallowError, ValueError):
@@ -93,6 +95,8 @@ def _check_config(path: Path, config: dict[str, Any], cpu: bool, problems: list[
 
 
 def _check_weights(path: Path, problems: list[str]) -> None:
+    if not (path / INDEX).is_file() and (path / SINGLE).is_file():
+        return  # one unsharded file (the quantize stage's save of a small model): read as is
     index = _json(path / INDEX, problems)
     weight_map = index.get("weight_map")
     if index and not isinstance(weight_map, dict):
