@@ -115,15 +115,12 @@ class SeededSampler:
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         logits = scores.float() / self.temperature
+        ids = order = None  # candidate -> vocabulary index, when not the identity
         if self.top_k > 0:  # the k best, in descending order: everything below runs over k
             logits, ids = torch.topk(logits, min(self.top_k, logits.shape[-1]))
-            probs = torch.softmax(logits, dim=-1)
-            order = None
-        else:
-            ids, probs = None, torch.softmax(logits, dim=-1)
-            order = None
-            if self.top_p < 1.0:
-                probs, order = probs.sort(dim=-1, descending=True)
+        probs = torch.softmax(logits, dim=-1)
+        if ids is None and self.top_p < 1.0:
+            probs, order = probs.sort(dim=-1, descending=True)
         if self.top_p < 1.0:  # probs are in descending order here
             probs = probs.masked_fill(probs.cumsum(-1) - probs > self.top_p, 0.0)  # keeps the top
         if self.min_p > 0.0:

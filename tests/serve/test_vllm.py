@@ -35,12 +35,15 @@ SMALL = {"max_model_len": 128, "max_num_batched_tokens": 128}
 thousands (most of the start-up time on CPU)."""
 
 
-@pytest.mark.parametrize("stage", STAGES)
-def test_vllm_generates_what_transformers_generates(tiny_run: Path, stage: str) -> None:
-    hf = tiny_run / stage / "hf"
-    llm = vllm.LLM(model=str(hf), dtype="float32", enforce_eager=True, seed=0, max_num_seqs=1,
+def _greedy_chat(hf: Path, dtype: str,
+                 quantization: str | None = None) -> tuple[list[int], list[int]]:
+    """vLLM's NEW_TOKENS greedy tokens for PROMPT from `hf` (its prompt ids, its tokens), after
+    checking the engine's quantization, its sampling defaults (the model card's, from
+    generation_config.json) and that it renders the chat prompt as transformers does."""
+    llm = vllm.LLM(model=str(hf), dtype=dtype, enforce_eager=True, seed=0, max_num_seqs=1,
                    generation_config="auto", **SMALL)
     try:
+        assert llm.llm_engine.model_config.quantization == quantization
         defaults = llm.get_default_sampling_params()
         assert {k: getattr(defaults, k) for k in MODEL_CARD} == MODEL_CARD
         greedy = vllm.SamplingParams(temperature=0.0, max_tokens=NEW_TOKENS, ignore_eos=True)
@@ -48,10 +51,18 @@ def test_vllm_generates_what_transformers_generates(tiny_run: Path, stage: str) 
     finally:
         del llm
         gc.collect()
-    assert list(out.prompt_token_ids) == chat_prompt_ids(hf)  # the same chat template
+    prompt_ids = list(out.prompt_token_ids)
+    assert prompt_ids == chat_prompt_ids(hf)  # the same chat template
     tokens = list(out.outputs[0].token_ids)
     assert len(tokens) == NEW_TOKENS
-    assert tokens == transformers_greedy(hf, list(out.prompt_token_ids), NEW_TOKENS, "float32")
+    return prompt_ids, tokens
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_vllm_generates_what_transformers_generates(tiny_run: Path, stage: str) -> None:
+    hf = tiny_run / stage / "hf"
+    prompt_ids, tokens = _greedy_chat(hf, "float32")
+    assert tokens == transformers_greedy(hf, prompt_ids, NEW_TOKENS, "float32")
 
 
 def test_vllm_serves_the_awq_model(tiny_run: Path) -> None:
@@ -62,18 +73,5 @@ def test_vllm_serves_the_awq_model(tiny_run: Path) -> None:
     if missing:
         pytest.skip(missing)
     hf = tiny_run / "quantize" / "hf"
-    llm = vllm.LLM(model=str(hf), dtype="bfloat16", enforce_eager=True, seed=0, max_num_seqs=1,
-                   generation_config="auto", **SMALL)
-    try:
-        assert llm.llm_engine.model_config.quantization == "compressed-tensors"
-        defaults = llm.get_default_sampling_params()
-        assert {k: getattr(defaults, k) for k in MODEL_CARD} == MODEL_CARD
-        greedy = vllm.SamplingParams(temperature=0.0, max_tokens=NEW_TOKENS, ignore_eos=True)
-        out = llm.chat(PROMPT, greedy, use_tqdm=False)[0]
-    finally:
-        del llm
-        gc.collect()
-    assert list(out.prompt_token_ids) == chat_prompt_ids(hf)
-    tokens = list(out.outputs[0].token_ids)
-    assert len(tokens) == NEW_TOKENS
-    assert off_greedy(hf, list(out.prompt_token_ids), tokens, "bfloat16") == []
+    prompt_ids, tokens = _greedy_chat(hf, "bfloat16", quantization="compressed-tensors")
+    assert off_greedy(hf, prompt_ids, tokens, "bfloat16") == []
