@@ -98,7 +98,7 @@ def test_multi_node_sft_refuses_without_packs(tmp_path: Path, monkeypatch: Any,
     with pytest.raises(ready.DataError) as err:
         ready.require_prepared(ready.StageData.of(compose("sft", args)))
     text = str(err.value)
-    assert f"{tmp_path / 'p' / 'tiny_sft' / 'seq256'}: not prepared" in text
+    assert f"{tmp_path / 'p' / 'tiny_sft_math' / 'seq256'}: not prepared" in text
     (command,) = [line.strip() for line in text.splitlines()
                   if line.strip().startswith("swallow-train prepare-sft ")]
     assert "train.seq_length=256" in command and "data.seed=1234" in command

@@ -53,7 +53,7 @@ def test_identical_rerun_skips_with_exit_0(command, stage, overrides, tmp_path, 
 @pytest.mark.parametrize(("command", "stage", "overrides", "change", "shown"), [
     ("cpt", "cpt", ["model=tiny_dense"], ["train.train_steps=100"],
      "train.train_steps: 60 there, 100 now"),
-    ("sft", "sft", ["model=tiny_dense"], ["optim.lr=1e-3"], "optim.lr: 0.01 there, 0.001 now"),
+    ("sft", "sft", ["model=tiny_dense"], ["optim.lr=3e-4"], "optim.lr: 0.001 there, 0.0003 now"),
     ("rl", "rl", ["model=tiny_dense"], ["rollout.num_rollout=7"],
      "rollout.num_rollout: 20 there, 7 now"),
 ])

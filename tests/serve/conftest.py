@@ -30,7 +30,7 @@ def training_python() -> Path:
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
     """A finished default tiny pipeline run (CPT, SFT, RL and quantize exports): the one at
-    SWALLOW_SERVE_RUN when it finished, else one run now (~17 minutes on 2 cores)."""
+    SWALLOW_SERVE_RUN when it finished, else one run now (~9 minutes on 2 cores)."""
     given = os.environ.get("SWALLOW_SERVE_RUN")
     if given and finished(Path(given)):
         return Path(given).resolve()

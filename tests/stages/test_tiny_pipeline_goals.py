@@ -93,12 +93,16 @@ def test_default_pipeline_cpt_and_sft_goals(default_pipeline: PipelineRun) -> No
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "issue 17.3 is open: the tiny SFT model is well formed on every held-out answer but its "
-    "digit is at chance (pass@1 ~0.1), so RL has no gain to show; and the default pipeline "
-    "takes ~17 minutes on 2 cores, not 10 (README, Two commands)"))
-def test_default_pipeline_rl_gain_and_time(default_pipeline: PipelineRun) -> None:
-    summary = _load(default_pipeline)
-    assert goals(summary) == [], json.dumps(summary["eval"], indent=1)
+def test_default_pipeline_takes_at_most_10_minutes(default_pipeline: PipelineRun) -> None:
+    """The whole default pipeline (four stages, four evals, the report) on 2 cores."""
     wall = default_pipeline.wall_s
     assert wall <= WALL_S, f"the tiny pipeline took {wall:.0f} s > {WALL_S:.0f} s"
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason=(
+    "issue 17.3 is open: the tiny SFT model answers ~12% of the held-out prompts right and RL "
+    "adds ~0.04, not 0.15 (README, Two commands)"))
+def test_default_pipeline_rl_gain(default_pipeline: PipelineRun) -> None:
+    summary = _load(default_pipeline)
+    assert goals(summary) == [], json.dumps(summary["eval"], indent=1)
