@@ -18,6 +18,7 @@ import os
 import shutil
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -169,7 +170,10 @@ def write_hf_checkpoint(state_dict: dict[str, torch.Tensor], model: ModelConfig,
         config = model.to_hf_config(torch_dtype=DTYPE_NAMES[dtype])
         if start is not None:
             config.update(bos_token_id=start.bos_token_id, eos_token_id=start.eos_token_id)
-        _dump_json(tmp / "config.json", {**config, "dtype": DTYPE_NAMES[dtype]})
+        # transformers_version as save_pretrained writes it: without it, transformers 5 takes
+        # the checkpoint for a pre-4.57 one and warns that its tokenizer regex may be wrong
+        _dump_json(tmp / "config.json", {**config, "dtype": DTYPE_NAMES[dtype],
+                                         "transformers_version": version("transformers")})
         _write_tokenizer(tokenizer, tmp, start)
         _replace_dir(tmp, out)
     except BaseException:

@@ -65,6 +65,28 @@ def test_write_read_round_trip_and_files(tmp_path, moe):
     assert "<|im_start|>" in template
 
 
+def test_the_tokenizer_loads_without_the_mistral_regex_warning(tmp_path, moe, caplog):
+    """config.json names the transformers that wrote it, as save_pretrained does: without it,
+    transformers 5 warns on every load that the tokenizer's regex may be wrong."""
+    import transformers
+    from transformers import AutoTokenizer
+
+    model, sd = moe
+    out = write_hf_checkpoint(sd, model, tmp_path / "hf", tokenizer=TOKENIZER, progress=False)
+    config = json.loads((out / "config.json").read_text())
+    assert config["transformers_version"] == transformers.__version__
+    transformers.utils.logging.enable_propagation()
+    try:
+        AutoTokenizer.from_pretrained(str(out))
+        del config["transformers_version"]  # the old export: the warning this test guards
+        (out / "config.json").write_text(json.dumps(config))
+        assert "incorrect regex" not in caplog.text
+        AutoTokenizer.from_pretrained(str(out))
+        assert "incorrect regex" in caplog.text
+    finally:
+        transformers.utils.logging.disable_propagation()
+
+
 def test_same_tensors_give_byte_identical_files(tmp_path, moe):
     model, sd = moe
     a = write_hf_checkpoint(sd, model, tmp_path / "a", tokenizer=TOKENIZER, progress=False)

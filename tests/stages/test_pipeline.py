@@ -6,9 +6,11 @@ SIGKILLed in the middle of each stage and run again ends in the same bits as one
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -87,11 +89,13 @@ def _curve(stage_dir: Path) -> list[tuple[int, float]]:
 
 
 @pytest.fixture(scope="module")
-def straight_run(tmp_path_factory) -> tuple[Path, str]:
-    """An uninterrupted tiny pipeline: its run directory and output."""
+def straight_run(tmp_path_factory) -> Iterator[tuple[Path, str]]:
+    """An uninterrupted tiny pipeline: its run directory and output (removed after this module:
+    its three runs hold ~7 GB of checkpoints)."""
     root = tmp_path_factory.mktemp("pipeline")
     out = _run(_args(root / "runs", "straight", root / "prepared"))
-    return root / "runs" / "straight", out
+    yield root / "runs" / "straight", out
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
