@@ -17,7 +17,7 @@ from typing import Any
 
 from swallow_train.data.synthetic import code, en_text, ja_text, math, parallel
 from swallow_train.data.synthetic_chat import tiny_sft_chat
-from swallow_train.data.tiny_math import format_conversations, tiny_sft_rows
+from swallow_train.data.tiny_math import HEDGED_SHARE, format_conversations, tiny_sft_rows
 
 
 def _make(
@@ -37,8 +37,8 @@ def _chat() -> Iterator[dict[str, Any]]:
 
 def _math_chat() -> Iterator[dict[str, Any]]:
     """The tiny RL arithmetic problems of its train split, answered in the `\\boxed{}` format
-    the reward reads (so that the RL stage starts from a policy that can score)."""
-    for i, messages in enumerate(format_conversations(tiny_sft_rows())):
+    the reward reads, `HEDGED_SHARE` of them hedged (`7 or 8`: what RL has to unlearn)."""
+    for i, messages in enumerate(format_conversations(tiny_sft_rows(), hedged=HEDGED_SHARE)):
         yield {"id": i, "messages": messages}
 
 

@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from swallow_train.data.synthetic import ACTIONS, PEOPLE, PLACES, TOPICS, en_text, ja_text, math
-from swallow_train.data.tiny_math import prompt_key, split_held_out, tiny_problems
+from swallow_train.data.tiny_math import fact, prompt_key, split_held_out, tiny_problems
 from swallow_train.rl.prompt_rows import clean_row
 
 MATH_TASK = "tiny_math"
@@ -85,7 +85,7 @@ def held_out_math(items: int, split_seed: int) -> list[dict[str, Any]]:
     for raw in tiny_problems(split_seed):
         row = clean_row(raw)
         kept.setdefault(prompt_key(row), row)
-    return split_held_out(kept, items, split_seed)[1]
+    return split_held_out(kept, items, split_seed, group=fact)[1]
 
 
 def _math_docs(items: int, split_seed: int) -> list[dict[str, Any]]:

@@ -39,6 +39,11 @@ _MATH_SPANS = re.compile(r"\$\$(.+?)\$\$|\$(.+?)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]",
 # A number followed only by Japanese text (a counter or unit): "12個", "500 円", "3人".
 _CJK = r"\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\u3005\u3007\u30f6"
 _NUMBER_THEN_CJK = re.compile(rf"^(?P<num>[-+]?[\d.,/]*\d)\s*[{_CJK}]+$")
+# "8 または 7", "7か8", "3と4": Japanese "or" / "and" between two numbers. math-verify reads
+# "8 or 7" as the set {7, 8} (wrong against 7) but drops the Japanese word and reads the last
+# number: a hedge with the right answer last would score 1, a reward RL would learn to hack.
+_JA_BETWEEN_NUMBERS = re.compile(
+    r"(?<=[\d}])\s*(?:または|もしくは|あるいは|および|及び|か|と|や|、)\s*(?=[-+\d\\])")
 _TRAILING_PUNCT = ".。．、,;:!！ \t\n"
 _SYMBOLS = {"−": "-", "²": "^2", "³": "^3", "×": "\\times ", "÷": "\\div ", "π": "\\pi "}
 
@@ -128,11 +133,13 @@ def _strip_math(text: str) -> str | None:
 
 def normalize_answer(text: str) -> str:
     """Full-width digits and punctuation to ASCII (NFKC), the Unicode minus to '-', a Japanese
-    counter or unit after a number dropped ("１２個" -> "12"), outer `$` and final punctuation
-    removed. The result is what `math-verify` parses."""
+    counter or unit after a number dropped ("１２個" -> "12"), Japanese "or"/"and" between
+    numbers made a list ("8 または 7" -> "8, 7", a set to math-verify, as "8 or 7" is), outer
+    `$` and final punctuation removed. The result is what `math-verify` parses."""
     for symbol, latex in _SYMBOLS.items():
         text = text.replace(symbol, latex)
     text = unicodedata.normalize("NFKC", text).strip()
+    text = _JA_BETWEEN_NUMBERS.sub(", ", text)
     text = _strip_math(text) or ""
     match = _NUMBER_THEN_CJK.match(text)
     if match:

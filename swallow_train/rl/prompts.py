@@ -24,7 +24,7 @@ from typing import Any
 from swallow_train.data.decontam import DecontamConfig, identity
 from swallow_train.data.decontam_check import check_rows, report
 from swallow_train.data.sources import DataError, SourceConfig, iter_records
-from swallow_train.data.tiny_math import prompt_key, split_held_out, tiny_problems
+from swallow_train.data.tiny_math import fact, prompt_key, split_held_out, tiny_problems
 from swallow_train.rl.prompt_rows import RejectCounts, Rejected, clean_row
 
 DOLCI = "allenai/Dolci-Think-RL-7B"
@@ -146,7 +146,8 @@ def prepare(cfg: RLDataConfig) -> dict[str, Any]:
     if len(kept) <= cfg.eval_size:
         raise DataError(f"{cfg.name}: only {len(kept)} unique prompts, not more than "
                         f"data.eval_size={cfg.eval_size}; lower data.eval_size")
-    train, evals = split_held_out(kept, cfg.eval_size, cfg.seed)
+    tiny = cfg.source is PromptSource.tiny  # no held-out fact without a trained phrasing
+    train, evals = split_held_out(kept, cfg.eval_size, cfg.seed, group=fact if tiny else None)
     train, decontam = check_rows(cfg.decontam, Path(cfg.prepared_dir), train, "data.decontam")
     if cfg.max_prompts is not None:
         train = train[: cfg.max_prompts]

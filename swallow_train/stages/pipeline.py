@@ -66,6 +66,9 @@ class PipelineRecipe:
     chat_prompt: str = "1+1は？ 答えを\\boxed{}で示してください。"
     """Asked of every exported checkpoint through the chat template at the end."""
     max_new_tokens: int = 32
+    chat_thinking: bool = True
+    """The chat template's `enable_thinking` for that question (false: the empty think block
+    prefilled, how the tiny recipes train and sample)."""
 
 
 def stage_overrides(recipe: PipelineRecipe, stage: str, target: str | None = None

@@ -33,6 +33,8 @@ class Asked(Protocol):
     def chat_prompt(self) -> str: ...
     @property
     def max_new_tokens(self) -> int: ...
+    @property
+    def chat_thinking(self) -> bool: ...
 
 
 class StageRecipe(Protocol):
@@ -52,15 +54,16 @@ def curve(stage_dir: Path, stage: str) -> tuple[str, list[tuple[int, float]]]:
     return "-", []
 
 
-def chat(hf_dir: Path, prompt: str, max_new_tokens: int) -> str:
-    """Greedy answer of the exported checkpoint to one user message (chat template)."""
+def chat(hf_dir: Path, prompt: str, max_new_tokens: int, thinking: bool = True) -> str:
+    """Greedy answer of the exported checkpoint to one user message (chat template, its
+    `enable_thinking` = `thinking`)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(hf_dir)
     model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32)
     text = tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                   add_generation_prompt=True)
+                                   add_generation_prompt=True, enable_thinking=thinking)
     ids = tok(text, return_tensors="pt")
     with torch.no_grad():
         out = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False,
@@ -150,11 +153,11 @@ def report(recipe: Asked, recipes: Mapping[str, StageRecipe], run_dir: Path,
             "first": points[0][1] if points else None, "last": points[-1][1] if points else None,
             "seconds": round(timings[stage], 1) if stage in timings else None,
             "hf": str(hf), "reply": None if STAGES[stage].kind is Kind.quantize
-            else chat(hf, recipe.chat_prompt, recipe.max_new_tokens),
+            else chat(hf, recipe.chat_prompt, recipe.max_new_tokens, recipe.chat_thinking),
         })
     scores = eval_scores(recipes, evals or {})
     summary = {"name": recipe.name, "model": recipe.model.name, "prompt": recipe.chat_prompt,
-               "stages": rows, "eval": scores}
+               "thinking": recipe.chat_thinking, "stages": rows, "eval": scores}
     write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False))
     if any(points for _, points in curves.values()):
         _plot(curves, run_dir / "pipeline.png")

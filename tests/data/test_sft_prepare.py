@@ -39,10 +39,11 @@ def test_accounting_matches_the_planted_data(sft_prepared: tuple[dict[str, Any],
     stats, _ = sft_prepared
     t, chat = stats["total"], stats["sources"]["tiny_chat"]
     fmt = stats["sources"]["tiny_math_format"]
-    assert (chat["read"], fmt["read"], t["read"]) == (320, 468, 788)
+    assert (chat["read"], fmt["read"], t["read"]) == (320, 156, 476)
     assert t["read"] == t["kept"] + sum(t["dropped"].values())  # nothing lost silently
-    # the RL format problems: all kept, each `<think>\n\n</think>\n\n\boxed{d}<|im_end|>`
-    assert fmt["kept"] == 468 and fmt["loss_tokens"] == 468 * 10
+    # the RL train-split problems: all kept, each `<think>\n\n</think>\n\n\boxed{d}<|im_end|>`
+    # (10 tokens), 101 of them hedged: `d or e` (+3 tokens, 51 English), `d または e` (+4, 50)
+    assert fmt["kept"] == 156 and fmt["loss_tokens"] == 55 * 10 + 51 * 13 + 50 * 14
     t = chat
     assert t["dropped"]["pii"] == 10
     assert t["pii_categories"] == {
@@ -53,8 +54,8 @@ def test_accounting_matches_the_planted_data(sft_prepared: tuple[dict[str, Any],
         "phone": 2,
     }
     assert t["dropped"]["too_long"] == 4 and t["truncated"] == 0
-    assert t["kept"] == 306 and stats["conversations"] == 306 + 468
-    assert stats["mean_conversations_per_pack"] == pytest.approx(774 / stats["packs"])
+    assert t["kept"] == 306 and stats["conversations"] == 306 + 156
+    assert stats["mean_conversations_per_pack"] == pytest.approx(462 / stats["packs"])
 
 
 def test_packs_carry_exactly_the_assistant_tokens(
@@ -150,7 +151,7 @@ def test_truncate_rule_keeps_the_long_ones(tmp_path: Path) -> None:
         progress=False,
     )
     t = stats["total"]
-    assert t["truncated"] == 4 and t["dropped"]["too_long"] == 0 and t["kept"] == 310 + 468
+    assert t["truncated"] == 4 and t["dropped"]["too_long"] == 0 and t["kept"] == 310 + 156
     assert max(int(s) for s in np.load(out / "seq_lens.npy")) <= 256
 
 

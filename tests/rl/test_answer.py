@@ -95,6 +95,15 @@ def test_normalize_full_width_and_counters() -> None:
     assert normalize_answer("\\frac{１}{２}") == "\\frac{1}{2}"
 
 
+@pytest.mark.parametrize("hedge", ["8 または 7", "７または８", "8か7", "8と7", "8、7", "8 or 7"])
+def test_a_hedged_answer_scores_zero_in_either_order_and_language(hedge: str) -> None:
+    """Two numbers joined by "or"/"または" are a set, not an answer: scored 0 against 7 whichever
+    comes last (math-verify alone read "8 または 7" as 7)."""
+    assert score_response(T + f"\\boxed{{{hedge}}}", "7") == 0.0
+    assert score_response(T + "\\boxed{7 または 7}", "7") == 1.0  # the set {7}
+    assert normalize_answer("8 または 7") == "8, 7"
+
+
 def test_soft_timeout_scores_zero_in_the_main_thread() -> None:
     from tests.rl.scorers import mixed
 

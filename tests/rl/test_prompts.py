@@ -12,7 +12,7 @@ import pytest
 from swallow_train import cli
 from swallow_train.config import compose
 from swallow_train.data.sources import DataError
-from swallow_train.data.tiny_math import format_conversations, tiny_problems
+from swallow_train.data.tiny_math import HEDGED_SHARE, format_conversations, tiny_problems
 from swallow_train.rl.prompts import prepare
 from swallow_train.rl.verify import score_response
 
@@ -95,26 +95,47 @@ def test_offline_hub_names_the_fix(tmp_path: Path, hub_offline: None) -> None:
 def test_tiny_set_is_deterministic_bilingual_and_answerable(tmp_path: Path, capsys) -> None:
     rows = tiny_problems(seed=0)
     assert rows == tiny_problems(seed=0) and rows != tiny_problems(seed=1)
-    assert len(rows) == 532 and len({r["prompt"][0]["content"] for r in rows}) == 532
+    assert len(rows) == 220 and len({r["prompt"][0]["content"] for r in rows}) == 220
     langs = {r["metadata"]["source_name"] for r in rows}
     assert langs == {"tiny_math_en", "tiny_math_ja"}
     facts: dict[str, set[str]] = {}
     for row in rows:
         assert 0 <= int(row["label"]) <= 9
         question = row["prompt"][0]["content"]
-        expr = re.search(r"(\d) ([-+×]) (\d)", question)
+        expr = re.search(r"(\d) \+ (\d)", question)
         assert expr is not None, question  # ASCII digits in every language
-        assert eval(expr.group(0).replace("×", "*")) == int(row["label"])
+        assert int(expr.group(1)) + int(expr.group(2)) == int(row["label"])
         facts.setdefault(expr.group(0), set()).add(question)
-    assert len(facts) == 133 and all(len(q) == 4 for q in facts.values())  # four phrasings
+    assert len(facts) == 55 and all(len(q) == 4 for q in facts.values())  # four phrasings
     chat = format_conversations(rows[:1])[0]
     assert chat[-1] == {"role": "assistant", "content": f"\\boxed{{{rows[0]['label']}}}"}
     args = ["model=tiny_dense", f"data.prepared_dir={tmp_path}"]
     assert cli.main(["prepare-rl", *args]) == 0  # stages/prepare.py:rl -> prompts.prepare_rl
     recipe = compose("rl", args)
     out = capsys.readouterr().out
-    assert "train: 468" in out and "eval: 64" in out
-    assert len(_read(recipe.data.train_path)) == 468
+    assert "train: 156" in out and "eval: 64" in out
+    assert len(_read(recipe.data.train_path)) == 156
+
+
+def test_the_tiny_sft_teacher_hedges_a_fixed_share_and_the_verifier_scores_it_0() -> None:
+    """The tiny SFT set's imperfect teacher: what RL, rewarded by the verifier, unlearns."""
+    rows = tiny_problems(seed=0)
+    chats = format_conversations(rows, hedged=HEDGED_SHARE)
+    assert chats == format_conversations(list(rows), hedged=HEDGED_SHARE)  # same rows each time
+    hedged = 0
+    for row, chat in zip(rows, chats, strict=True):
+        answer, label = chat[-1]["content"], int(row["label"])
+        if answer == f"\\boxed{{{label}}}":
+            assert score_response(answer, row["label"]) == 1.0
+            continue
+        hedged += 1
+        word = "または" if row["metadata"]["source_name"] == "tiny_math_ja" else "or"
+        assert answer == f"\\boxed{{{label} {word} {label + 1 if label < 9 else label - 1}}}"
+        assert score_response(answer, row["label"]) == 0.0, answer
+    assert abs(hedged / len(rows) - HEDGED_SHARE) < 0.05
+    assert format_conversations(rows) == [  # hedged=0: every answer plain
+        [*r["prompt"], {"role": "assistant", "content": f"\\boxed{{{r['label']}}}"}]
+        for r in rows]
 
 
 def test_prompt_set_prefills_the_empty_think_block_with_thinking_off(tmp_path: Path) -> None:

@@ -121,8 +121,10 @@ def test_exports_load_and_answer_a_chat_prompt(straight_run: tuple[Path, str]) -
         assert model.config.architectures == ["Qwen3ForCausalLM"]
         tok = AutoTokenizer.from_pretrained(hf)
         text = tok.apply_chat_template([{"role": "user", "content": summary["prompt"]}],
-                                       tokenize=False, add_generation_prompt=True)
-        assert text.endswith("<|im_start|>assistant\n")
+                                       tokenize=False, add_generation_prompt=True,
+                                       enable_thinking=summary["thinking"])
+        assert not summary["thinking"]  # recipes/pipeline.yaml: asked as the tiny stages sample
+        assert text.endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
         ids = tok(text, return_tensors="pt")
         out = model.generate(**ids, max_new_tokens=8, do_sample=False,
                              pad_token_id=tok.pad_token_id)

@@ -80,7 +80,8 @@ def test_the_report_has_a_stage_by_task_table_and_chart(tmp_path: Path, monkeypa
     from swallow_train.config import compose
     from swallow_train.stages import pipeline_report
 
-    monkeypatch.setattr(pipeline_report, "chat", lambda hf, prompt, n: f"reply of {hf.name}")
+    monkeypatch.setattr(pipeline_report, "chat",
+                        lambda hf, prompt, n, thinking: f"reply of {hf.name}")
     recipe = compose_pipeline([f"root={tmp_path}", "stages=[cpt,sft]"])
     recipes = {s: compose(s, stage_overrides(recipe, s)) for s in recipe.stages}
     evals = {s: compose("eval", stage_overrides(recipe, "eval", s)) for s in recipe.stages}

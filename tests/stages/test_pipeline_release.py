@@ -58,7 +58,8 @@ def test_every_export_loads_and_answers_the_report_prompt(default_pipeline: Pipe
         assert model.config.architectures == ["Qwen3ForCausalLM"]
         tok = AutoTokenizer.from_pretrained(hf)
         text = tok.apply_chat_template([{"role": "user", "content": summary["prompt"]}],
-                                       tokenize=False, add_generation_prompt=True)
+                                       tokenize=False, add_generation_prompt=True,
+                                       enable_thinking=summary["thinking"])
         ids = tok(text, return_tensors="pt")
         out = model.generate(**ids, max_new_tokens=32, do_sample=False,
                              pad_token_id=tok.pad_token_id)
