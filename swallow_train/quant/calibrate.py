@@ -13,7 +13,7 @@ import json
 import math
 import os
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,15 +40,20 @@ class Calibration:
     """Prompts tried, generations, every reject reason's count, kept, the split."""
 
 
-def load_prompts(path: Path, tok: Any, max_prompt_len: int) -> tuple[list[Prompt], list[dict]]:
-    """Every row of a prepared prompt JSONL, chat-templated with thinking on (as the RL stage
-    samples), with the rows; prompts over `max_prompt_len` tokens are skipped."""
+EMPTY_THINK = "<think>\n\n</think>\n\n"
+"""What Qwen3's chat template appends to the prompt with enable_thinking=False."""
+
+
+def load_prompts(path: Path, tok: Any, max_prompt_len: int, enable_thinking: bool = True,
+                 ) -> tuple[list[Prompt], list[dict]]:
+    """Every row of a prepared prompt JSONL, chat-templated with `enable_thinking` (as the RL
+    stage samples), with the rows; prompts over `max_prompt_len` tokens are skipped."""
     import torch
 
     prompts, rows = [], []
     for _line, row in read_prompt_file(path):
         text = tok.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True,
-                                       enable_thinking=True)
+                                       enable_thinking=enable_thinking)
         ids = tok(text, add_special_tokens=False)["input_ids"]
         if len(ids) <= max_prompt_len:
             prompts.append(Prompt(torch.tensor([ids]), row["label"],
@@ -74,7 +79,7 @@ def build_calibration(model_path: str | Path, tok: Any, cfg: CalibrationConfig,
                       train_path: Path, *, progress: bool) -> Calibration:
     """Sample, validate and split; CalibrationError (with every reject count and the fixes)
     when fewer than `cfg.min_samples` generations pass."""
-    prompts, rows = load_prompts(train_path, tok, cfg.max_prompt_len)
+    prompts, rows = load_prompts(train_path, tok, cfg.max_prompt_len, cfg.enable_thinking)
     order = list(range(len(prompts)))
     random.Random(cfg.seed).shuffle(order)
     if cfg.max_prompts is not None:
@@ -93,7 +98,9 @@ def build_calibration(model_path: str | Path, tok: Any, cfg: CalibrationConfig,
             gens = sampler.sample([prompts[i] for i in chosen], n=n,
                                   seed=cfg.seed * 1_000_003 + tried, bar=bar)
             labels = [prompts[chosen[g.prompt_index]].label for g in gens]
-            round_verdicts = judge(gens, labels)
+            judged = gens if cfg.enable_thinking else [  # the template prefilled the thinking
+                replace(g, text=EMPTY_THINK + g.text) for g in gens]
+            round_verdicts = judge(judged, labels)
             verdicts += round_verdicts
             kept += [_row(g, rows[chosen[g.prompt_index]])
                      for g, v in zip(gens, round_verdicts, strict=True) if v is None]

@@ -58,6 +58,10 @@ class CalibrationConfig:
     """Longer prompts are skipped (as the RL stage drops them)."""
     samples_per_prompt: int = 1
     """Responses sampled per prompt (1: every calibration sample answers another prompt)."""
+    enable_thinking: bool = True
+    """The chat template's `enable_thinking` for the prompts, as the RL stage sampled them
+    (`rollout.enable_thinking`); false (the tiny recipes): the empty think block is prefilled
+    and judged as the response's start."""
     max_prompts: int | None = None
     """Train prompts tried at most, in a seeded order; None: the whole train split."""
     batch_size: int = 64

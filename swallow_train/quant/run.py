@@ -114,7 +114,7 @@ def gate(recipe: QuantRecipe, sd: StageDir, source: Path, tok: Any,
     from swallow_train.quant.gate import judge_gate, measure
 
     g, cal = recipe.gate, recipe.calibration
-    prompts, _ = load_prompts(recipe.data.eval_path, tok, cal.max_prompt_len)
+    prompts, _ = load_prompts(recipe.data.eval_path, tok, cal.max_prompt_len, cal.enable_thinking)
     prompts = prompts[: g.eval_prompts] if g.eval_prompts is not None else prompts
     t0 = time.monotonic()
     progress = recipe.logging.progress_bar

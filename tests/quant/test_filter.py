@@ -71,3 +71,23 @@ def test_form_is_checked_before_the_verifier_is_asked() -> None:
     assert form_problem(gen(GOOD)) is None
     assert judge([gen(GOOD, stop=None), gen("no think")], ["7", "7"]) == [
         Reason.truncated, Reason.no_think]
+
+
+def test_thinking_off_prompts_end_in_the_empty_think_block_judged_as_the_response_start(
+        tmp_path) -> None:
+    """calibration.enable_thinking=false (the tiny recipes): the template prefills the empty
+    think block, so the response is the answer alone and is judged with the block in front."""
+    import json
+
+    from swallow_train.quant.calibrate import EMPTY_THINK, load_prompts
+    from swallow_train.tokenizer import load_tokenizer
+
+    tok = load_tokenizer("bundled:qwen3")
+    row = {"prompt": [{"role": "user", "content": "What is 3 + 4?"}], "label": "7",
+           "metadata": {"source_name": "tiny_math_en", "id": "x"}}
+    path = tmp_path / "p.jsonl"
+    path.write_text(json.dumps(row) + "\n")
+    (_, [off]), (_, [on]) = (load_prompts(path, tok, 128, thinking) for thinking in (False, True))
+    assert off["templated"] == on["templated"] + EMPTY_THINK
+    assert form_problem(gen("\\boxed{7}")) is Reason.no_think
+    assert form_problem(gen(EMPTY_THINK + "\\boxed{7}")) is None
