@@ -20,6 +20,7 @@ pytest.importorskip("llmcompressor")
 
 from swallow_train.config import compose
 from swallow_train.quant import gate as gate_module
+from swallow_train.quant.calibrate import EMPTY_THINK
 from swallow_train.quant.filter import Generation, Reason, form_problem
 from swallow_train.quant.gate import GateError
 from swallow_train.stages.quantize import main
@@ -107,10 +108,14 @@ def test_the_calibration_set_holds_only_validated_generations(runs) -> None:
     assert len(rows) + len(held) == min(stats["rejected"]["kept"], stats["wanted"])
     assert set(stats["rejected"]) == {r.value for r in Reason} | {"kept"}
     assert sum(stats["rejected"].values()) == stats["generations"]
-    train = (stage.parent.parent / "prepared" / "rl" / "tiny_math" / "train.jsonl").read_text()
+    root = stage.parent.parent
+    train = (root / "prepared" / "rl" / "tiny_math" / "train.jsonl").read_text()
+    # thinking off (the tiny preset): the template prefilled the empty think block, so the
+    # response is judged, as the stage judges it, from that block on
+    prefill = "" if recipe(root).calibration.enable_thinking else EMPTY_THINK
     for row in rows + held:
-        assert form_problem(Generation(0, row["response"], (), "<|im_end|>")) is None
-        assert row["text"].endswith(row["response"] + "<|im_end|>")
+        assert form_problem(Generation(0, prefill + row["response"], (), "<|im_end|>")) is None
+        assert row["text"].endswith(prefill + row["response"] + "<|im_end|>")
         assert json.dumps(row["prompt"], ensure_ascii=False) in train  # the train split
 
 
