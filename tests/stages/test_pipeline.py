@@ -27,7 +27,9 @@ SHORT = {
     # a quarter of the tiny recipe's CPT tokens per step (2 micro-batches of 64)
     "cpt": ["train.train_steps=6", "checkpoint.save_interval=2", "train.seq_length=64",
             "train.global_batch_size=4", "train.micro_batch_size=2"],
-    "sft": ["train.train_steps=4", "checkpoint.save_interval=2"],
+    # the whole tiny chat set, reasoning traces included (the default trains the math rows alone)
+    "sft": ["train.train_steps=4", "checkpoint.save_interval=2",
+            "data.manifest=data_manifests/tiny_sft.yaml"],
     "rl": ["rollout.num_rollout=3", "rollout.rollout_batch_size=2",
            "rollout.n_samples_per_prompt=4", "loss.global_batch_size=4",
            "checkpoint.save_interval=1", "evaluation.interval=0"],
